@@ -1,0 +1,34 @@
+# Every target sets up .venv itself (python3 -m venv + pip install -e .[test,plot])
+# the first time, and again whenever pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export FASTGD_JAX_CACHE_DIR ?= $(CURDIR)/.cache/jax
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test,plot]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fastgd compare --quick --out results/quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check fastgd tests bench
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest bench -m "slow or not slow" --benchmark-enable --benchmark-only \
+	    --benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds \
+	    --benchmark-json=results/bench.json
+
+clean:
+	rm -rf $(VENV) .cache results/quick

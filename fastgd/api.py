@@ -1,0 +1,410 @@
+"""The one entry point: :func:`fit` validates once, picks the backend and runs the epoch loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import get_backend
+from .data import check_int, check_vector, check_X, check_X_y, epoch_orders
+from .specs import (
+    Logistic,
+    Loss,
+    LoweredModel,
+    LoweredOptimizer,
+    Optimizer,
+    Schedule,
+    learning_rate,
+    lower_model,
+    lower_optimizer,
+    resolve_loss,
+    resolve_optimizer,
+    resolve_penalty,
+    resolve_schedule,
+)
+
+__all__ = ["DivergenceError", "FitResult", "fit", "check_grad"]
+
+#: Upper bound on the bytes of sample indices handed to a backend in one call.
+_CHUNK_INDEX_BYTES = 32 * 2**20
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or non-finite parameters.
+
+    Attributes
+    ----------
+    epoch : int
+        The first epoch (counted from 1) whose loss or parameters were not finite.
+    lr : float
+        The learning rate at the first update (the optimizer's, or its schedule's start).
+    loss_history : ndarray
+        The finite per-epoch losses before the divergence.
+    """
+
+    def __init__(self, epoch: int, lr: float, loss_history: np.ndarray):
+        self.epoch = epoch
+        self.lr = lr
+        self.loss_history = loss_history
+        super().__init__(
+            f"training diverged at epoch {epoch} (loss or parameters not finite) with "
+            f"learning rate {lr:g}; try a smaller lr. Losses so far: {loss_history.tolist()}"
+        )
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    coef : ndarray, shape (d,)
+        Learned weights, in the dtype of ``X`` (float32 or float64).
+    intercept : float
+        Learned intercept (0.0, or ``intercept_init``, when not fitted).
+    loss_history : ndarray of float64, shape (n_epochs,)
+        Per epoch, the mean over its samples of the batch objective (mean loss plus
+        penalty) evaluated just before each batch's update.
+    n_epochs : int
+        Epochs run (fewer than asked when ``tol`` or the callback stopped early).
+    n_updates : int
+        Optimizer steps taken.
+    converged : bool
+        True when the ``tol`` rule or the callback stopped training.
+    backend : str
+        Which backend ran.
+    loss : Loss
+        The loss spec, used by :meth:`predict`.
+    fit_time : float
+        Wall-clock seconds spent in the epoch loop (including any JIT compilation).
+    """
+
+    coef: np.ndarray
+    intercept: float
+    loss_history: np.ndarray
+    n_epochs: int
+    n_updates: int
+    converged: bool
+    backend: str
+    loss: Loss = field(repr=False)
+    fit_time: float = field(default=0.0, repr=False)
+
+    def decision_function(self, X: object) -> np.ndarray:
+        """Linear prediction ``X @ coef + intercept``, shape (n,)."""
+        X = check_X(X, n_features=self.coef.shape[0], dtype=self.coef.dtype)
+        return X @ self.coef + self.coef.dtype.type(self.intercept)
+
+    def predict(self, X: object) -> np.ndarray:
+        """Predictions, shape (n,): values for regression, labels {0, 1} for the logistic loss."""
+        p = self.decision_function(X)
+        if isinstance(self.loss, Logistic):
+            return (p > 0).astype(p.dtype)
+        return p
+
+    def predict_proba(self, X: object) -> np.ndarray:
+        """P(y = 1 | x), shape (n,); only for the logistic loss."""
+        if not isinstance(self.loss, Logistic):
+            raise ValueError(f"predict_proba needs the logistic loss, this model has {self.loss}")
+        p = self.decision_function(X)
+        return 1.0 / (1.0 + np.exp(-p))
+
+
+def _initial_theta(
+    coef_init: object, intercept_init: object, d: int, dtype: np.dtype, fit_intercept: bool
+) -> np.ndarray:
+    """Parameters before training: zeros unless given; a new array the backend may own."""
+    theta = np.zeros(d + 1, dtype=dtype)
+    if coef_init is not None:
+        theta[:d] = check_vector("coef_init", coef_init, d)
+    if intercept_init is not None:
+        if not fit_intercept:
+            raise ValueError(
+                f"intercept_init={intercept_init!r} needs fit_intercept=True "
+                "(without an intercept the model has none to initialise)"
+            )
+        value = np.asarray(intercept_init)
+        if value.ndim != 0 or value.dtype.kind not in "biuf" or not np.isfinite(value):
+            raise ValueError(f"intercept_init must be a finite real number, got {intercept_init!r}")
+        theta[d] = value
+    return theta
+
+
+def _chunk_epochs(n: int, epochs: int, per_epoch: bool) -> int:
+    """Epochs handed to the backend per call: 1 when Python must look at every epoch."""
+    if per_epoch:
+        return 1
+    return max(1, min(epochs, _CHUNK_INDEX_BYTES // (8 * n)))
+
+
+def _stop_on_tol(history: list[float], tol: float, n_iter_no_change: int) -> bool:
+    """scikit-learn's rule: stop after ``n_iter_no_change`` epochs without a gain of ``tol``."""
+    best = math.inf
+    no_gain = 0
+    for loss in history:
+        no_gain = no_gain + 1 if loss > best - tol else 0
+        best = min(best, loss)
+    return no_gain >= n_iter_no_change
+
+
+def _progress_line(done: int, total: int, loss: float, start: float) -> str:
+    width = 30
+    filled = int(width * done / total)
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {done}/{total} "
+        f"loss {loss:.6g} {time.perf_counter() - start:.1f}s"
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything :func:`fit` checked, ready to run."""
+
+    X: np.ndarray
+    y: np.ndarray
+    theta: np.ndarray
+    loss: Loss
+    model: LoweredModel
+    opt: LoweredOptimizer
+    batch_size: int
+    epochs: int
+
+
+def _validate(
+    X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
+    shuffle, tol, n_iter_no_change, coef_init, intercept_init, callback,
+) -> _Plan:
+    loss = resolve_loss(loss)
+    optimizer = resolve_optimizer(optimizer)
+    if lr is not None:
+        optimizer = dataclasses.replace(optimizer, lr=resolve_schedule(lr))
+    l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
+    epochs = check_int("epochs", epochs, 1)
+    for name, flag in (("fit_intercept", fit_intercept), ("shuffle", shuffle)):
+        if not isinstance(flag, bool | np.bool_):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    if tol is not None:
+        tol_value = float(tol) if isinstance(tol, int | float) and not isinstance(tol, bool) else None
+        if tol_value is None or not math.isfinite(tol_value):
+            raise ValueError(f"tol must be None or a finite real number, got {tol!r}")
+    check_int("n_iter_no_change", n_iter_no_change, 1)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {callback!r}")
+    X, y = check_X_y(X, y, logistic=isinstance(loss, Logistic))
+    n, d = X.shape
+    batch_size = n if batch_size is None else check_int("batch_size", batch_size, 1, n)
+    theta = _initial_theta(coef_init, intercept_init, d, X.dtype, bool(fit_intercept))
+    model = lower_model(loss, l2, l1, bool(fit_intercept))
+    return _Plan(X, y, theta, loss, model, lower_optimizer(optimizer), batch_size, epochs)
+
+
+def fit(
+    X: object,
+    y: object,
+    *,
+    loss: str | Loss = "squared",
+    optimizer: str | Optimizer = "sgd",
+    lr: float | Schedule | None = None,
+    batch_size: int | None = None,
+    epochs: int = 100,
+    penalty: str | None = None,
+    alpha: float = 1e-4,
+    l1_ratio: float = 0.15,
+    fit_intercept: bool = True,
+    shuffle: bool = True,
+    seed: int | np.random.Generator | None = None,
+    tol: float | None = None,
+    n_iter_no_change: int = 5,
+    coef_init: object = None,
+    intercept_init: float | None = None,
+    backend: str = "numpy",
+    device: object = None,
+    verbose: bool = False,
+    progress: bool = False,
+    callback: Callable[[int, float, np.ndarray, float], bool | None] | None = None,
+) -> FitResult:
+    """Train a linear model ``p = X @ w + b`` by gradient descent.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, d)
+        Real numeric and finite. float32 stays float32 (and so do the results), float64
+        stays float64, ints and bools become float64. Never modified.
+    y : array-like, shape (n,)
+        Targets; labels in {0, 1} for ``loss="logistic"``. Never modified.
+    loss : {"squared", "huber", "logistic"} or a loss spec
+        ``Huber(epsilon)`` sets Huber's threshold.
+    optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"} or spec
+        Names give optax's defaults; specs (``SGD(lr=..., momentum=...)``, ``Adam(...)``…)
+        set hyper-parameters.
+    lr : float or schedule, optional
+        Overrides the optimizer's learning rate: a positive float or
+        ``invscaling(...)``, ``exponential(...)``, ``cosine(...)``.
+    batch_size : int, optional
+        None: full-batch GD; 1: per-sample SGD; k: mini-batches of k (the last, shorter
+        batch of an epoch is used).
+    epochs : int
+        Passes over the data, >= 1.
+    penalty : {None, "l2", "l1", "elasticnet"}
+        Adds ``alpha·((1 − l1_ratio)/2·‖w‖² + l1_ratio·‖w‖₁)`` (l1_ratio 0 for "l2", 1 for
+        "l1"); never on the intercept.
+    alpha, l1_ratio : float
+        Penalty strength (>= 0) and elastic-net mixing (in [0, 1]).
+    fit_intercept : bool
+        Whether to learn ``b``.
+    shuffle, seed : bool, int or Generator
+        Each epoch's sample order is a permutation drawn from
+        ``numpy.random.default_rng(seed)`` (or 0..n-1 without shuffle), the same for
+        every backend.
+    tol, n_iter_no_change : float or None, int
+        Stop when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs in a row (scikit-learn's rule). None runs all epochs.
+    coef_init, intercept_init : array-like of shape (d,), float, optional
+        Starting point; zeros by default.
+    backend : str
+        One of :func:`fastgd.available_backends`.
+    device : None, "cpu", "gpu" or a jax Device
+        Where the jax backend runs (jax's default device when None); the numpy and numba
+        backends run on the CPU only.
+    verbose, progress : bool
+        Print one line per epoch / show a progress bar on stderr.
+    callback : callable, optional
+        ``callback(epoch, loss, coef, intercept)`` after every epoch; returning True stops.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad input, naming the argument and the value, before any work.
+    DivergenceError
+        When an epoch's loss or the parameters stop being finite.
+    """
+    kernels = get_backend(backend)
+    plan = _validate(
+        X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
+        shuffle, tol, n_iter_no_change, coef_init, intercept_init, callback,
+    )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n, d = plan.X.shape
+    start = time.perf_counter()
+    Xb, yb, theta = kernels.prepare(plan.X, plan.y, plan.theta, device)
+    state = kernels.init_state(theta, plan.opt)
+    per_epoch = tol is not None or callback is not None or verbose or progress
+    chunk = _chunk_epochs(n, plan.epochs, per_epoch)
+    first_lr = learning_rate(plan.opt.schedule_code, plan.opt.schedule_params, 1)
+    history: list[float] = []
+    converged = False
+    while len(history) < plan.epochs and not converged:
+        n_now = min(chunk, plan.epochs - len(history))
+        orders = epoch_orders(rng, n, n_now, shuffle)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+            theta, state, losses = kernels.run_epochs(
+                Xb, yb, theta, state, orders, plan.batch_size, plan.model, plan.opt
+            )
+        losses = np.asarray(losses, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size or not np.isfinite(np.asarray(theta)).all():
+            first_bad = int(bad[0]) if bad.size else n_now - 1
+            history.extend(losses[:first_bad].tolist())
+            raise DivergenceError(len(history) + 1, first_lr, np.array(history))
+        history.extend(losses.tolist())
+        if per_epoch:
+            converged = _after_epoch(
+                history, theta, plan, tol, n_iter_no_change, verbose, progress, callback, start
+            )
+    if progress:
+        sys.stderr.write("\n")
+    theta_host = np.array(theta, dtype=plan.X.dtype)
+    batches_per_epoch = -(-n // plan.batch_size)
+    return FitResult(
+        coef=theta_host[:d],
+        intercept=float(theta_host[d]),
+        loss_history=np.array(history),
+        n_epochs=len(history),
+        n_updates=len(history) * batches_per_epoch,
+        converged=converged,
+        backend=backend,
+        loss=plan.loss,
+        fit_time=time.perf_counter() - start,
+    )
+
+
+def _after_epoch(history, theta, plan, tol, n_iter_no_change, verbose, progress, callback, start):
+    """Report one epoch and apply the stopping rules; True means stop."""
+    epoch, loss = len(history), history[-1]
+    if verbose:
+        print(f"epoch {epoch}: loss {loss:.10g}")
+    if progress:
+        sys.stderr.write(_progress_line(epoch, plan.epochs, loss, start))
+        sys.stderr.flush()
+    if callback is not None:
+        theta_host = np.array(theta, dtype=plan.X.dtype)
+        d = theta_host.shape[0] - 1
+        if callback(epoch, loss, theta_host[:d], float(theta_host[d])):
+            return True
+    return tol is not None and _stop_on_tol(history, float(tol), n_iter_no_change)
+
+
+def check_grad(
+    X: object,
+    y: object,
+    coef: object,
+    intercept: float = 0.0,
+    *,
+    loss: str | Loss = "squared",
+    penalty: str | None = None,
+    alpha: float = 1e-4,
+    l1_ratio: float = 0.15,
+    fit_intercept: bool = True,
+    backend: str = "numpy",
+    step: float | None = None,
+) -> float:
+    """Relative error between a backend's analytic gradient and central finite differences.
+
+    Parameters
+    ----------
+    X, y : array-like, shapes (n, d) and (n,)
+        Data, checked as in :func:`fit`; the dtype of X sets the precision.
+    coef, intercept : array-like of shape (d,), float
+        Where to evaluate the gradient (avoid zero weights with an l1 penalty, where the
+        loss has a kink).
+    loss, penalty, alpha, l1_ratio, fit_intercept, backend
+        As in :func:`fit`.
+    step : float, optional
+        Finite-difference step; by default ``cbrt(machine epsilon) · max(1, |θᵢ|)``.
+
+    Returns
+    -------
+    float
+        ``‖g_analytic − g_fd‖ / max(‖g_fd‖, tiny)``.
+    """
+    kernels = get_backend(backend)
+    loss_spec = resolve_loss(loss)
+    l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
+    X, y = check_X_y(X, y, logistic=isinstance(loss_spec, Logistic))
+    theta = _initial_theta(coef, intercept, X.shape[1], X.dtype, True)
+    model = lower_model(loss_spec, l2, l1, bool(fit_intercept))
+    Xb, yb, theta_b = kernels.prepare(X, y, theta, None)
+    _, grad = kernels.loss_grad(Xb, yb, theta_b, model)
+    grad = np.asarray(grad, dtype=np.float64)
+    eps = float(np.finfo(X.dtype).eps)
+    numeric = np.zeros_like(grad)
+    indices = range(theta.shape[0]) if fit_intercept else range(theta.shape[0] - 1)
+    for i in indices:
+        h = step if step is not None else eps ** (1 / 3) * max(1.0, abs(float(theta[i])))
+        plus, minus = theta.copy(), theta.copy()
+        plus[i] += h
+        minus[i] -= h
+        f_plus = kernels.loss_grad(Xb, yb, kernels.prepare(X, y, plus, None)[2], model)[0]
+        f_minus = kernels.loss_grad(Xb, yb, kernels.prepare(X, y, minus, None)[2], model)[0]
+        numeric[i] = (float(f_plus) - float(f_minus)) / (float(plus[i]) - float(minus[i]))
+    scale = max(float(np.linalg.norm(numeric)), np.finfo(np.float64).tiny)
+    return float(np.linalg.norm(grad - numeric)) / scale

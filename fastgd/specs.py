@@ -1,0 +1,489 @@
+"""Specifications of what to train: losses, penalties, optimizers and learning-rate schedules.
+
+Every spec is a frozen dataclass that validates itself on construction, so a bad
+hyper-parameter is a ``ValueError`` naming the argument before any work starts.
+
+At the kernel boundary each spec is *lowered* to plain numbers (an int code plus a
+tuple of floats, see :class:`LoweredModel` and :class:`LoweredOptimizer`): the numba
+backend then compiles a bounded number of specializations, and the jax backend sees a
+static, hashable configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "Squared",
+    "Huber",
+    "Logistic",
+    "Loss",
+    "SGD",
+    "AdaGrad",
+    "RMSProp",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "Constant",
+    "InvScaling",
+    "Exponential",
+    "Cosine",
+    "Schedule",
+    "invscaling",
+    "exponential",
+    "cosine",
+    "resolve_loss",
+    "resolve_optimizer",
+    "resolve_penalty",
+    "LoweredModel",
+    "LoweredOptimizer",
+    "lower_model",
+    "lower_optimizer",
+    "LOSS_SQUARED",
+    "LOSS_HUBER",
+    "LOSS_LOGISTIC",
+    "OPT_SGD",
+    "OPT_ADAGRAD",
+    "OPT_RMSPROP",
+    "OPT_ADAM",
+    "OPT_ADAMW",
+    "SCHED_CONSTANT",
+    "SCHED_INVSCALING",
+    "SCHED_EXPONENTIAL",
+    "SCHED_COSINE",
+]
+
+# Int codes used by every backend. They are part of the kernel contract.
+LOSS_SQUARED, LOSS_HUBER, LOSS_LOGISTIC = 0, 1, 2
+OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3, 4
+SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE = 0, 1, 2, 3
+
+
+def _check_number(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.generic) and np.issubdtype(type(value), np.number):
+                value = value.item()
+            else:
+                raise TypeError
+        except TypeError:
+            raise TypeError(
+                f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
+            ) from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _check_positive(name: str, value: object) -> float:
+    value = _check_number(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _check_nonnegative(name: str, value: object) -> float:
+    value = _check_number(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def _check_unit_interval(name: str, value: object, *, closed_right: bool = True) -> float:
+    value = _check_number(name, value)
+    upper_ok = value <= 1 if closed_right else value < 1
+    if value < 0 or not upper_ok:
+        bracket = "]" if closed_right else ")"
+        raise ValueError(f"{name} must be in [0, 1{bracket}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@dataclass(frozen=True)
+class Squared:
+    """Squared error, ½ (p − y)² per sample; d loss / d p = p − y."""
+
+    code = LOSS_SQUARED
+
+    def param(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Huber:
+    """Huber loss: ½ r² if |r| ≤ ε else ε(|r| − ½ε), with r = p − y; d/dp = clip(r, −ε, ε)."""
+
+    epsilon: float = 1.35
+    code = LOSS_HUBER
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_positive("epsilon", self.epsilon))
+
+    def param(self) -> float:
+        return self.epsilon
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """Logistic loss for labels y ∈ {0, 1}: log(1 + eᵖ) − y·p; d/dp = sigmoid(p) − y."""
+
+    code = LOSS_LOGISTIC
+
+    def param(self) -> float:
+        return 0.0
+
+
+Loss = Squared | Huber | Logistic
+_LOSS_NAMES = {"squared": Squared, "huber": Huber, "logistic": Logistic}
+
+
+def resolve_loss(loss: str | Loss) -> Loss:
+    """Turn a loss name or spec into a spec; unknown names raise ``ValueError``."""
+    if isinstance(loss, Squared | Huber | Logistic):
+        return loss
+    if isinstance(loss, str) and loss in _LOSS_NAMES:
+        return _LOSS_NAMES[loss]()
+    raise ValueError(f"loss must be one of {sorted(_LOSS_NAMES)} or a loss spec, got {loss!r}")
+
+
+# ------------------------------------------------------------------------ schedules
+
+
+@dataclass(frozen=True)
+class Constant:
+    """Constant learning rate."""
+
+    lr0: float
+    code = SCHED_CONSTANT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr0", _check_positive("lr", self.lr0))
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.lr0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class InvScaling:
+    """``lr0 / t**power_t`` at update t = 1, 2, … (scikit-learn's ``invscaling``)."""
+
+    lr0: float
+    power_t: float = 0.25
+    code = SCHED_INVSCALING
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr0", _check_positive("lr0", self.lr0))
+        object.__setattr__(self, "power_t", _check_nonnegative("power_t", self.power_t))
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.lr0, self.power_t, 0.0)
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """``lr0 * decay_rate**((t − 1) / decay_steps)`` (optax's ``exponential_decay``)."""
+
+    lr0: float
+    decay_rate: float
+    decay_steps: float
+    code = SCHED_EXPONENTIAL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr0", _check_positive("lr0", self.lr0))
+        object.__setattr__(self, "decay_rate", _check_positive("decay_rate", self.decay_rate))
+        object.__setattr__(self, "decay_steps", _check_positive("decay_steps", self.decay_steps))
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.lr0, self.decay_rate, self.decay_steps)
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """Cosine decay from lr0 to ``final_fraction * lr0`` over ``decay_steps`` updates.
+
+    ``lr0 * ((1 − f) · ½(1 + cos(π · min(t − 1, decay_steps) / decay_steps)) + f)``,
+    optax's ``cosine_decay_schedule`` with ``alpha = final_fraction``.
+    """
+
+    lr0: float
+    decay_steps: float
+    final_fraction: float = 0.0
+    code = SCHED_COSINE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr0", _check_positive("lr0", self.lr0))
+        object.__setattr__(self, "decay_steps", _check_positive("decay_steps", self.decay_steps))
+        object.__setattr__(
+            self, "final_fraction", _check_unit_interval("final_fraction", self.final_fraction)
+        )
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.lr0, self.decay_steps, self.final_fraction)
+
+
+Schedule = Constant | InvScaling | Exponential | Cosine
+
+
+def invscaling(lr0: float, power_t: float = 0.25) -> InvScaling:
+    """Inverse-scaling schedule ``lr0 / t**power_t``, t counting updates from 1."""
+    return InvScaling(lr0, power_t)
+
+
+def exponential(lr0: float, decay_rate: float, decay_steps: float) -> Exponential:
+    """Exponential decay ``lr0 * decay_rate**((t − 1) / decay_steps)``."""
+    return Exponential(lr0, decay_rate, decay_steps)
+
+
+def cosine(lr0: float, decay_steps: float, final_fraction: float = 0.0) -> Cosine:
+    """Cosine decay over ``decay_steps`` updates down to ``final_fraction * lr0``."""
+    return Cosine(lr0, decay_steps, final_fraction)
+
+
+def resolve_schedule(lr: float | Schedule) -> Schedule:
+    """Turn ``lr`` (a positive float or a schedule) into a schedule spec."""
+    if isinstance(lr, Constant | InvScaling | Exponential | Cosine):
+        return lr
+    return Constant(_check_positive("lr", lr))
+
+
+# ----------------------------------------------------------------------- optimizers
+
+
+@dataclass(frozen=True)
+class SGD:
+    """SGD with optional (Nesterov) momentum, optax's ``sgd``.
+
+    trace = g + μ·trace; u = trace (Nesterov: g + μ·trace); θ −= lr·u.
+    """
+
+    lr: float | Schedule = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    code = OPT_SGD
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", resolve_schedule(self.lr))
+        object.__setattr__(
+            self, "momentum", _check_unit_interval("momentum", self.momentum, closed_right=False)
+        )
+        if not isinstance(self.nesterov, bool):
+            raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
+
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.momentum, float(self.nesterov), 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class AdaGrad:
+    """AdaGrad, optax's ``adagrad``: s += g²; θ −= lr·g / sqrt(s + eps)."""
+
+    lr: float | Schedule = 0.01
+    initial_accumulator_value: float = 0.1
+    eps: float = 1e-7
+    code = OPT_ADAGRAD
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", resolve_schedule(self.lr))
+        object.__setattr__(
+            self,
+            "initial_accumulator_value",
+            _check_nonnegative("initial_accumulator_value", self.initial_accumulator_value),
+        )
+        object.__setattr__(self, "eps", _check_positive("eps", self.eps))
+
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.initial_accumulator_value, self.eps, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class RMSProp:
+    """RMSProp, optax's ``rmsprop``: s = decay·s + (1 − decay)·g²; θ −= lr·g / sqrt(s + eps)."""
+
+    lr: float | Schedule = 0.01
+    decay: float = 0.9
+    eps: float = 1e-8
+    code = OPT_RMSPROP
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", resolve_schedule(self.lr))
+        object.__setattr__(
+            self, "decay", _check_unit_interval("decay", self.decay, closed_right=False)
+        )
+        object.__setattr__(self, "eps", _check_positive("eps", self.eps))
+
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.decay, self.eps, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam, optax's ``adam``: bias-corrected moments; θ −= lr·m̂ / (sqrt(v̂) + eps)."""
+
+    lr: float | Schedule = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    code = OPT_ADAM
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", resolve_schedule(self.lr))
+        object.__setattr__(self, "b1", _check_unit_interval("b1", self.b1, closed_right=False))
+        object.__setattr__(self, "b2", _check_unit_interval("b2", self.b2, closed_right=False))
+        object.__setattr__(self, "eps", _check_positive("eps", self.eps))
+
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.b1, self.b2, self.eps, 0.0)
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """AdamW, optax's ``adamw``: u = Adam's update + weight_decay·w; θ −= lr·u.
+
+    The decay applies to the weights ``w`` only, never to the intercept ``b`` (the same
+    convention as the penalties; in optax terms, ``mask={"w": True, "b": False}``).
+    """
+
+    weight_decay: float = 1e-4
+    code = OPT_ADAMW
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(
+            self, "weight_decay", _check_nonnegative("weight_decay", self.weight_decay)
+        )
+
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.b1, self.b2, self.eps, self.weight_decay)
+
+
+Optimizer = SGD | AdaGrad | RMSProp | Adam | AdamW
+_OPTIMIZER_NAMES = {
+    "sgd": lambda: SGD(),
+    "momentum": lambda: SGD(momentum=0.9),
+    "nesterov": lambda: SGD(momentum=0.9, nesterov=True),
+    "adagrad": lambda: AdaGrad(),
+    "rmsprop": lambda: RMSProp(),
+    "adam": lambda: Adam(),
+    "adamw": lambda: AdamW(),
+}
+
+
+def resolve_optimizer(optimizer: str | Optimizer) -> Optimizer:
+    """Turn an optimizer name or spec into a spec; unknown names raise ``ValueError``."""
+    if isinstance(optimizer, SGD | AdaGrad | RMSProp | Adam):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer in _OPTIMIZER_NAMES:
+        return _OPTIMIZER_NAMES[optimizer]()
+    raise ValueError(
+        f"optimizer must be one of {sorted(_OPTIMIZER_NAMES)} or an optimizer spec, "
+        f"got {optimizer!r}"
+    )
+
+
+# ------------------------------------------------------------------------ penalties
+
+_PENALTY_NAMES = (None, "l2", "l1", "elasticnet")
+
+
+def resolve_penalty(penalty: str | None, alpha: float, l1_ratio: float) -> tuple[float, float]:
+    """Lower a penalty to its two strengths ``(l2, l1)`` on the weights.
+
+    The penalty term is ``alpha * ((1 − ρ)/2 · ‖w‖² + ρ · ‖w‖₁)`` with ρ = 0 for ``"l2"``,
+    1 for ``"l1"`` and ``l1_ratio`` for ``"elasticnet"`` (scikit-learn's convention), so
+    ``l2 = alpha·(1 − ρ)`` and ``l1 = alpha·ρ``; its (sub)gradient is ``l2·w + l1·sign(w)``.
+    """
+    if penalty not in _PENALTY_NAMES:
+        raise ValueError(f"penalty must be one of {list(_PENALTY_NAMES)}, got {penalty!r}")
+    alpha = _check_nonnegative("alpha", alpha)
+    l1_ratio = _check_unit_interval("l1_ratio", l1_ratio)
+    if penalty is None:
+        return 0.0, 0.0
+    rho = {"l2": 0.0, "l1": 1.0, "elasticnet": l1_ratio}[penalty]
+    return alpha * (1.0 - rho), alpha * rho
+
+
+# ------------------------------------------------------------------------- lowering
+
+
+class LoweredModel(NamedTuple):
+    """The model as plain numbers: what every backend's ``loss_grad`` receives.
+
+    Attributes
+    ----------
+    loss_code : int
+        ``LOSS_SQUARED``, ``LOSS_HUBER`` or ``LOSS_LOGISTIC``.
+    loss_param : float
+        Huber's epsilon; 0 otherwise.
+    l2, l1 : float
+        Penalty strengths on the weights: the penalty adds ``l2/2·‖w‖² + l1·‖w‖₁``.
+    fit_intercept : bool
+        Whether ``theta[-1]`` (the intercept) is trained; if not, its gradient is 0.
+    """
+
+    loss_code: int
+    loss_param: float
+    l2: float
+    l1: float
+    fit_intercept: bool
+
+
+class LoweredOptimizer(NamedTuple):
+    """The optimizer and its schedule as plain numbers: what ``init_state``/``update`` receive.
+
+    Attributes
+    ----------
+    code : int
+        ``OPT_SGD``, ``OPT_ADAGRAD``, ``OPT_RMSPROP``, ``OPT_ADAM`` or ``OPT_ADAMW``.
+    params : tuple of 4 floats
+        SGD: (momentum, nesterov 0/1, 0, 0); AdaGrad: (initial_accumulator_value, eps, 0, 0);
+        RMSProp: (decay, eps, 0, 0); Adam: (b1, b2, eps, 0); AdamW: (b1, b2, eps, weight_decay).
+    schedule_code : int
+        ``SCHED_CONSTANT``, ``SCHED_INVSCALING``, ``SCHED_EXPONENTIAL`` or ``SCHED_COSINE``.
+    schedule_params : tuple of 3 floats
+        constant: (lr, 0, 0); invscaling: (lr0, power_t, 0);
+        exponential: (lr0, decay_rate, decay_steps); cosine: (lr0, decay_steps, final_fraction).
+    """
+
+    code: int
+    params: tuple[float, float, float, float]
+    schedule_code: int
+    schedule_params: tuple[float, float, float]
+
+
+def lower_model(loss: Loss, l2: float, l1: float, fit_intercept: bool) -> LoweredModel:
+    """Lower a loss spec and penalty strengths to a :class:`LoweredModel`."""
+    return LoweredModel(int(loss.code), float(loss.param()), float(l2), float(l1), fit_intercept)
+
+
+def lower_optimizer(optimizer: Optimizer) -> LoweredOptimizer:
+    """Lower an optimizer spec (and its schedule) to a :class:`LoweredOptimizer`."""
+    schedule = optimizer.lr
+    return LoweredOptimizer(
+        int(optimizer.code),
+        tuple(float(p) for p in optimizer.params()),
+        int(schedule.code),
+        tuple(float(p) for p in schedule.params()),
+    )
+
+
+def learning_rate(schedule_code: int, schedule_params: tuple[float, float, float], t: int) -> float:
+    """Learning rate at update ``t`` (counted from 1), in plain Python (for reference/tests)."""
+    lr0, p1, p2 = schedule_params
+    if schedule_code == SCHED_CONSTANT:
+        return lr0
+    if schedule_code == SCHED_INVSCALING:
+        return lr0 / t**p1
+    if schedule_code == SCHED_EXPONENTIAL:
+        return lr0 * p1 ** ((t - 1) / p2)
+    if schedule_code == SCHED_COSINE:
+        k = min(t - 1, p1)
+        return lr0 * ((1.0 - p2) * 0.5 * (1.0 + math.cos(math.pi * k / p1)) + p2)
+    raise ValueError(f"unknown schedule code {schedule_code!r}")
