@@ -189,8 +189,8 @@ def _validate(
         if not isinstance(flag, bool | np.bool_):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     if tol is not None:
-        tol_value = float(tol) if isinstance(tol, int | float) and not isinstance(tol, bool) else None
-        if tol_value is None or not math.isfinite(tol_value):
+        is_real = isinstance(tol, int | float) and not isinstance(tol, bool)
+        if not is_real or not math.isfinite(tol):
             raise ValueError(f"tol must be None or a finite real number, got {tol!r}")
     check_int("n_iter_no_change", n_iter_no_change, 1)
     if callback is not None and not callable(callback):

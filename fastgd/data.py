@@ -28,7 +28,9 @@ def _as_real_array(name: str, value: object) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}")
+        raise TypeError(
+            f"{name} must be a numeric array, got {type(value).__name__}: {exc}"
+        ) from None
     if isinstance(arr, np.memmap):
         arr = arr.view(np.ndarray)
     kind = arr.dtype.kind

@@ -1,5 +1,7 @@
-"""Backend registry: the same five functions (``prepare``, ``loss_grad``, ``init_state``, ``update``,
-``run_epochs``) written three ways, looked up by name and imported lazily.
+"""Backend registry: the same five functions written three ways, imported lazily.
+
+Each backend module defines ``prepare``, ``loss_grad``, ``init_state``, ``update`` and
+``run_epochs`` with identical signatures (see ``numpy_backend`` for their contract).
 """
 
 from __future__ import annotations
