@@ -3,6 +3,7 @@
 from .api import DivergenceError, FitResult, check_grad, fit
 from .backends import available_backends, get_backend
 from .data import make_classification, make_regression
+from .estimators import GDClassifier, GDRegressor
 from .specs import (
     SGD,
     AdaGrad,
@@ -31,6 +32,8 @@ __all__ = [
     "DivergenceError",
     "Exponential",
     "FitResult",
+    "GDClassifier",
+    "GDRegressor",
     "Huber",
     "InvScaling",
     "Logistic",
