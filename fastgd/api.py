@@ -177,7 +177,7 @@ class _Plan:
 
 def _validate(
     X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
-    shuffle, tol, n_iter_no_change, coef_init, intercept_init, callback,
+    shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
 ) -> _Plan:
     loss = resolve_loss(loss)
     optimizer = resolve_optimizer(optimizer)
@@ -193,6 +193,8 @@ def _validate(
         if not is_real or not math.isfinite(tol):
             raise ValueError(f"tol must be None or a finite real number, got {tol!r}")
     check_int("n_iter_no_change", n_iter_no_change, 1)
+    if seed is not None and not isinstance(seed, np.random.Generator):
+        check_int("seed", seed, 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {callback!r}")
     X, y = check_X_y(X, y, logistic=isinstance(loss, Logistic))
@@ -290,7 +292,7 @@ def fit(
     kernels = get_backend(backend)
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
-        shuffle, tol, n_iter_no_change, coef_init, intercept_init, callback,
+        shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape

@@ -153,7 +153,7 @@ def epoch_orders(rng: np.random.Generator, n: int, n_epochs: int, shuffle: bool)
     ndarray of int64, shape (n_epochs, n)
     """
     if not shuffle:
-        return np.broadcast_to(np.arange(n, dtype=np.int64), (n_epochs, n))
+        return np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1))
     return np.stack([rng.permutation(n).astype(np.int64) for _ in range(n_epochs)])
 
 
