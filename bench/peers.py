@@ -1,0 +1,139 @@
+"""The tools people would otherwise use, running exactly fastgd's problems.
+
+Each peer takes the data, the batch order of every epoch (drawn by numpy, as fastgd draws
+it) and the optimizer, and returns the final parameters ``(coef..., intercept)`` so that
+the benchmarks can check them against fastgd's. The objective is fastgd's: the mean over
+the batch of ½ (x·w + b − y)², no penalty, zero initial parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def sklearn_sgd(X: np.ndarray, y: np.ndarray, lr: float, epochs: int) -> np.ndarray:
+    """scikit-learn's ``SGDRegressor``: SGD, batch 1, constant lr, no penalty, no shuffle.
+
+    Returns
+    -------
+    ndarray, shape (d + 1,)
+        Weights then intercept, in X's dtype.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDRegressor
+
+    model = SGDRegressor(
+        loss="squared_error", penalty=None, learning_rate="constant", eta0=lr,
+        max_iter=epochs, tol=None, shuffle=False, fit_intercept=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    return np.append(model.coef_, model.intercept_).astype(X.dtype)
+
+
+def naive_numpy_sgd(X: np.ndarray, y: np.ndarray, lr: float, epochs: int) -> np.ndarray:
+    """SGD the way it is first written: a Python loop over samples, numpy inside.
+
+    Returns
+    -------
+    ndarray, shape (d + 1,)
+        Weights then intercept, in X's dtype.
+    """
+    n, d = X.shape
+    step = X.dtype.type(lr)
+    w = np.zeros(d, dtype=X.dtype)
+    b = X.dtype.type(0)
+    for _ in range(epochs):
+        for i in range(n):
+            r = X[i] @ w + b - y[i]
+            w -= step * r * X[i]
+            b -= step * r
+    return np.append(w, b)
+
+
+class OptaxLoop:
+    """A jax + optax training loop written the usual way: ``jit`` around a ``lax.scan``.
+
+    One compiled program runs every batch of every epoch: ``value_and_grad`` of the mean
+    squared loss, then ``optax`` ``update`` and ``apply_updates``. Built once per problem;
+    calling it trains from zero (the first call compiles).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d); y : ndarray, shape (n,)
+        float32 or float64 (float64 runs under ``jax.enable_x64``).
+    orders : ndarray of int, shape (E, n)
+        Sample order of each epoch; n must be a multiple of ``batch_size``.
+    batch_size : int
+    opt : {"sgd", "adam"}
+    lr : float
+    """
+
+    def __init__(self, X, y, orders, batch_size: int, opt: str, lr: float):
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        n, d = X.shape
+        if n % batch_size:
+            raise ValueError(f"n={n} must be a multiple of batch_size={batch_size}")
+        self._x64 = X.dtype == np.float64
+        self._jax = jax
+        with jax.enable_x64(self._x64):
+            self._X, self._y = jnp.asarray(X), jnp.asarray(y)
+            self._batches = jnp.asarray(orders.reshape(-1, batch_size))
+            self._params = {"w": jnp.zeros(d, X.dtype), "b": jnp.zeros((), X.dtype)}
+        tx = optax.adam(lr) if opt == "adam" else optax.sgd(lr)
+
+        def batch_loss(params, xb, yb):
+            r = xb @ params["w"] + params["b"] - yb
+            return 0.5 * jnp.mean(r * r)
+
+        def train(params, X, y, batches):
+            def step(carry, idx):
+                params, opt_state = carry
+                loss, grads = jax.value_and_grad(batch_loss)(params, X[idx], y[idx])
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), loss
+
+            (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), batches)
+            return params, losses
+
+        self._train = jax.jit(train)
+
+    def __call__(self) -> np.ndarray:
+        """Train from zero; returns (coef..., intercept) in X's dtype, on the host."""
+        with self._jax.enable_x64(self._x64):
+            params, losses = self._train(self._params, self._X, self._y, self._batches)
+            losses.block_until_ready()
+            return np.append(np.asarray(params["w"]), np.asarray(params["b"]))
+
+
+def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray:
+    """A plain PyTorch loop: index a batch, forward, ``backward()``, ``torch.optim`` step.
+
+    Returns
+    -------
+    ndarray, shape (d + 1,)
+        Weights then intercept, in X's dtype.
+    """
+    import torch
+
+    n, d = X.shape
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    w = torch.zeros(d, dtype=Xt.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=Xt.dtype, requires_grad=True)
+    optim = torch.optim.Adam([w, b], lr=lr) if opt == "adam" else torch.optim.SGD([w, b], lr=lr)
+    index = torch.from_numpy(np.ascontiguousarray(orders))
+    for epoch in range(orders.shape[0]):
+        for start in range(0, n, batch_size):
+            idx = index[epoch, start : start + batch_size]
+            optim.zero_grad()
+            r = Xt[idx] @ w + b - yt[idx]
+            loss = 0.5 * (r * r).mean()
+            loss.backward()
+            optim.step()
+    return np.append(w.detach().numpy(), b.detach().numpy())

@@ -1,0 +1,114 @@
+"""Whole training runs: ``fastgd.fit`` on every backend, and the peers, in the same tables.
+
+Modes (see ``benchutil.MODES``), 5 epochs each, on 512 x 32 (in cache, smoke-tested by
+plain ``pytest``) and 200,000 x 100 (memory-bound, ``slow``):
+
+- ``full``: full-batch GD, SGD lr 0.1;
+- ``mb64``: mini-batch Adam, batch 64, lr 1e-3, epochs shuffled from seed 0;
+- ``sgd1``: SGD, batch 1, constant lr 1e-3, no shuffle — scikit-learn's ``SGDRegressor``
+  with ``penalty=None, learning_rate="constant", shuffle=False, tol=None``.
+
+On the large shape these are the target problems of the numba and jax backends. Peers run
+the same data, batch order and algorithm: scikit-learn (sgd1), a jitted optax loop over
+``lax.scan`` (all modes), a plain PyTorch loop (all modes, when torch is installed) and the
+naive per-sample numpy loop (sgd1). Every final parameter vector is checked against the
+float64 reference of ``benchutil.reference_fit``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from benchutil import (
+    DTYPES,
+    FIT_SHAPES,
+    MODES,
+    TOL_FIT,
+    assert_close,
+    data,
+    fastgd_fit,
+    group,
+    reference_fit,
+    run_benchmark,
+    size_params,
+    time_first_call,
+)
+from peers import OptaxLoop, naive_numpy_sgd, sklearn_sgd, torch_loop
+
+dtypes = pytest.mark.parametrize("dtype", DTYPES)
+sizes = pytest.mark.parametrize("size", size_params(FIT_SHAPES))
+modes = pytest.mark.parametrize("mode_name", list(MODES))
+
+
+def _setup(benchmark, size: str, dtype: str, mode_name: str):
+    shape = FIT_SHAPES[size]
+    X, y = data(*shape, dtype)
+    benchmark.group = group("fit", shape, dtype, mode_name)
+    return X, y, MODES[mode_name], reference_fit(shape, dtype, mode_name)
+
+
+@dtypes
+@modes
+@sizes
+def test_fit(benchmark, backend, size, mode_name, dtype):
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    run = lambda: fastgd_fit(X, y, mode, backend)  # noqa: E731
+    if backend != "numpy":  # nothing to compile in the numpy backend
+        time_first_call(benchmark, run)
+    expected = {"large": 60.0 if backend == "numpy" and mode_name == "sgd1" else 2.0}
+    theta = run_benchmark(
+        benchmark, run,
+        heavy_seconds=benchmark.extra_info.get("first_call_s", expected.get(size, 0.0)),
+    )
+    assert_close(theta, reference, dtype, TOL_FIT, f"fastgd {backend} {mode_name}")
+    assert theta.dtype == X.dtype, "dtype in must be dtype out"
+
+
+@dtypes
+@sizes
+def test_sklearn_sgd(benchmark, size, dtype):
+    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1")
+    theta = run_benchmark(
+        benchmark, lambda: sklearn_sgd(X, y, mode.lr, mode.epochs),
+        heavy_seconds=2.0 if size == "large" else None,
+    )
+    assert_close(theta, reference, dtype, TOL_FIT, "scikit-learn SGDRegressor")
+
+
+@dtypes
+@sizes
+def test_naive_numpy_sgd(benchmark, size, dtype):
+    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1")
+    theta = run_benchmark(
+        benchmark, lambda: naive_numpy_sgd(X, y, mode.lr, mode.epochs),
+        heavy_seconds=10.0 if size == "large" else None,
+    )
+    assert_close(theta, reference, dtype, TOL_FIT, "naive numpy loop")
+
+
+@dtypes
+@modes
+@sizes
+def test_optax_loop(benchmark, size, mode_name, dtype):
+    pytest.importorskip("optax")
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    loop = OptaxLoop(X, y, mode.orders(X.shape[0]), mode.batch(X.shape[0]), mode.opt, mode.lr)
+    time_first_call(benchmark, loop)
+    theta = run_benchmark(benchmark, loop, heavy_seconds=benchmark.extra_info["first_call_s"])
+    assert_close(theta, reference, dtype, TOL_FIT, f"optax {mode.opt} loop")
+
+
+@dtypes
+@modes
+@sizes
+def test_torch_loop(benchmark, size, mode_name, dtype):
+    pytest.importorskip("torch")
+    if size == "large" and mode_name == "sgd1" and not os.environ.get("FASTGD_BENCH_HEAVY"):
+        pytest.skip("1,000,000 one-sample torch steps take minutes; FASTGD_BENCH_HEAVY=1 runs it")
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    orders = mode.orders(X.shape[0])
+    run = lambda: torch_loop(X, y, orders, mode.batch(X.shape[0]), mode.opt, mode.lr)  # noqa: E731
+    heavy = {"full": 1.5, "mb64": 5.0, "sgd1": 60.0}[mode_name] if size == "large" else None
+    theta = run_benchmark(benchmark, run, heavy_seconds=heavy)
+    assert_close(theta, reference, dtype, TOL_FIT, f"torch {mode.opt} loop")

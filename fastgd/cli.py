@@ -1,0 +1,232 @@
+"""The ``fastgd`` command: ``fastgd compare`` and ``fastgd info``.
+
+``fastgd compare`` runs the same training problems on every backend and device present and
+prints (or saves) a table and a plot; ``fastgd info`` tells what fastgd finds on this
+machine. Also runnable as ``python -m fastgd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backends import BACKEND_MODULES, available_backends, get_backend
+from .compare import (
+    DEFAULT_FEATURES,
+    DTYPES,
+    PROBLEMS,
+    CompareConfig,
+    figure_summary,
+    format_table,
+    run_compare,
+    save_json,
+    save_plot,
+)
+from .machine import jax_platforms, library_versions, numba_cache_dir, thread_counts
+
+__all__ = ["main", "build_parser"]
+
+_SUFFIXES = {"k": 1_000, "m": 1_000_000}
+
+
+def _count(text: str) -> int:
+    """'4096', '64k' or '1M' as a positive int."""
+    text = text.strip().lower()
+    scale = _SUFFIXES.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    if not digits.isdigit() or int(digits) * scale < 1:
+        raise ValueError(text)
+    return int(digits) * scale
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """``--sizes``: comma-separated ``N`` or ``NxD`` (e.g. ``4096,64k,100000x100``)."""
+    sizes = []
+    for item in text.split(","):
+        n_text, _, d_text = item.partition("x")
+        try:
+            n = _count(n_text)
+            d = _count(d_text) if d_text else DEFAULT_FEATURES
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad size {item!r}: expected N or NxD with positive integers "
+                "(k and M suffixes allowed), e.g. 4096,64k,100000x100"
+            ) from None
+        sizes.append((n, d))
+    return tuple(sizes)
+
+
+def _names(kind: str, known: Sequence[str]):
+    """An argparse type for a comma-separated list of names out of ``known``."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in names if t not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(map(repr, bad)) or repr(text)}; "
+                f"choose from {', '.join(known)}"
+            )
+        return names
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fastgd`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fastgd", description="Gradient descent for linear models: numpy, numba and jax."
+    )
+    parser.add_argument("--version", action="version", version=f"fastgd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{compare,info}")
+    cmp = sub.add_parser(
+        "compare",
+        help="time the same problems on every backend and device",
+        description="Run SGD (batch 1), mini-batch Adam and full-batch GD on every backend "
+        "and jax device present; print time/epoch, samples/s, effective GB/s against the "
+        "measured memory bandwidth, final loss and the parameter difference from numpy.",
+    )
+    cmp.add_argument("--quick", action="store_true", help="small sizes, fewer runs (~20 s)")
+    cmp.add_argument("--out", type=Path, metavar="DIR",
+                     help="write DIR/compare.json and DIR/compare.png")
+    cmp.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    cmp.add_argument("--backends", type=_names("backend", list(BACKEND_MODULES)),
+                     metavar="LIST", help="comma-separated backends (default: all available)")
+    cmp.add_argument("--problems", type=_names("problem", list(PROBLEMS)), metavar="LIST",
+                     help=f"comma-separated problems out of {','.join(PROBLEMS)}")
+    cmp.add_argument("--sizes", type=_sizes, metavar="LIST",
+                     help=f"comma-separated N or NxD (default d={DEFAULT_FEATURES})")
+    cmp.add_argument("--dtype", choices=(*DTYPES, "both"), default="both",
+                     help="floating-point type (default both)")
+    cmp.add_argument("--repeat", type=_positive_int, metavar="K",
+                     help="timed fits per cell, median reported (default 5, quick 3)")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    cmp.set_defaults(subparser=cmp)
+    sub.add_parser("info", help="versions, devices, threads, caches, float64 support")
+    return parser
+
+
+def _compare_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> CompareConfig:
+    """Turn parsed ``compare`` options into a config; unavailable backends are an error."""
+    if args.backends:
+        missing = [b for b in args.backends if b not in available_backends()]
+        if missing:
+            parser.error(
+                f"backend {', '.join(missing)} is not available on this machine (its library "
+                f"does not import); available: {', '.join(available_backends())}"
+            )
+    overrides: dict[str, object] = {}
+    if args.backends:
+        overrides["backends"] = args.backends
+    if args.problems:
+        overrides["problems"] = args.problems
+    if args.sizes:
+        overrides["sizes"] = args.sizes
+    if args.dtype != "both":
+        overrides["dtypes"] = (args.dtype,)
+    if args.repeat:
+        overrides["repeat"] = args.repeat
+    if args.quick:
+        return CompareConfig.quick_config(**overrides)
+    return dataclasses.replace(CompareConfig(), **overrides)
+
+
+def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cfg = _compare_config(args, parser)
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"--out {args.out} exists and is not a directory")
+        args.out.mkdir(parents=True, exist_ok=True)
+    report = run_compare(cfg, progress=not args.no_progress)
+    print(format_table(report, markdown=args.markdown))
+    print()
+    print(figure_summary(report))
+    if args.out is not None:
+        save_json(report, args.out / "compare.json")
+        print(f"wrote {args.out / 'compare.json'}")
+        try:
+            save_plot(report, args.out / "compare.png")
+            print(f"wrote {args.out / 'compare.png'}")
+        except ImportError:
+            print(
+                'no plot: matplotlib is not installed (pip install "fastgd[plot]")',
+                file=sys.stderr,
+            )
+    failed = [r for r in report["results"] if "error" in r]
+    return 1 if failed else 0
+
+
+def _float64_support(name: str) -> str:
+    """Whether ``name``'s gradient kernel keeps float64 in and out, tried on a tiny problem."""
+    from .specs import Squared, lower_model
+
+    try:
+        kernels = get_backend(name)
+        X = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]])
+        y = np.array([1.0, 2.0, 3.0])
+        theta = np.array([0.1, 0.2, 0.3])
+        Xb, yb, tb = kernels.prepare(X, y, theta, None)
+        _, grad = kernels.loss_grad(Xb, yb, tb, lower_model(Squared(), 0.0, 0.0, True))
+        dtype = np.asarray(grad).dtype
+    except Exception as exc:  # report, don't crash: info is a diagnostic
+        return f"error ({type(exc).__name__}: {exc})"
+    return "yes" if dtype == np.float64 else f"no (float64 in, {dtype} out)"
+
+
+def _info() -> int:
+    versions = library_versions()
+    print(f"fastgd {__version__}")
+    print("versions:")
+    for name in ("numpy", "numba", "jax", "jaxlib", "optax", "scikit-learn", "torch"):
+        print(f"  {name:13s} {versions.get(name) or 'not installed'}")
+    backends = available_backends()
+    print(f"backends available: {', '.join(backends)}")
+    missing = [b for b in BACKEND_MODULES if b not in backends]
+    if missing:
+        print(f"backends missing:   {', '.join(missing)} (their library does not import)")
+    print("float64 support:")
+    for name in backends:
+        print(f"  {name:6s} {_float64_support(name)}")
+    print("jax devices:")
+    platforms = jax_platforms()
+    for platform, devices in platforms.items():
+        print(f"  {platform}: {', '.join(devices)}")
+    if not platforms:
+        print("  none (jax not installed)")
+    threads = thread_counts()
+    print("threads:")
+    print(f"  CPUs usable by this process: {threads['cpus_usable']}")
+    print(f"  numba: {threads['numba']} (threading layer {threads.get('numba_threading_layer')})")
+    for pool in threads["blas"] or []:
+        print(f"  {pool['library']} ({pool['file']}): {pool['threads']}")
+    print(f"numba cache dir: {numba_cache_dir()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastgd`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return _info()
+    return _compare(args, args.subparser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

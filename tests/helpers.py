@@ -1,0 +1,95 @@
+"""Problems, tolerances and comparisons shared by the test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fastgd
+from fastgd.specs import (
+    LoweredModel,
+    LoweredOptimizer,
+    lower_model,
+    lower_optimizer,
+    resolve_loss,
+    resolve_penalty,
+)
+
+#: The small problem every trajectory test uses, fixed so that the jax backend compiles
+#: one program per configuration and reuses it across the test matrix.
+N, D, EPOCHS = 37, 5, 3
+#: Mini-batch size that does not divide N (37 = 4·8 + 5): the last batch is short.
+MINI = 8
+#: Batch modes: full batch (None), a mini-batch not dividing n, per-sample SGD.
+BATCH_MODES = {"full": None, "mini": MINI, "sgd": 1}
+
+LOSSES = ("squared", "huber", "logistic")
+PENALTIES = (None, "l2", "l1", "elasticnet")
+#: Penalty strength large enough that a wrong penalty term changes the result visibly.
+ALPHA, L1_RATIO = 0.05, 0.4
+
+#: One spec per optimizer, with hyper-parameters away from the defaults where that makes
+#: a wrong formula visible (e.g. a weight decay that moves the weights).
+OPTIMIZERS = {
+    "sgd": fastgd.SGD(lr=0.05),
+    "momentum": fastgd.SGD(lr=0.03, momentum=0.8),
+    "nesterov": fastgd.SGD(lr=0.03, momentum=0.7, nesterov=True),
+    "adagrad": fastgd.AdaGrad(lr=0.1, initial_accumulator_value=0.2, eps=1e-6),
+    "rmsprop": fastgd.RMSProp(lr=0.01, decay=0.8, eps=1e-7),
+    "adam": fastgd.Adam(lr=0.05, b1=0.8, b2=0.99, eps=1e-7),
+    "adamw": fastgd.AdamW(lr=0.05, b1=0.85, b2=0.995, eps=1e-8, weight_decay=0.1),
+}
+
+#: float32 carries 24 bits: one rounding is at most 2**-24 ≈ 6e-8 relative.
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def problem(loss: str, dtype=np.float64, n: int = N, d: int = D, seed: int = 3):
+    """Data for ``loss``: a noisy linear regression, or {0, 1} labels for the logistic loss.
+
+    The regression targets are spread (scale 2 plus outliers) so that the Huber loss sees
+    residuals on both sides of its threshold.
+    """
+    if loss == "logistic":
+        X, y, _ = fastgd.make_classification(n, d, dtype=dtype, seed=seed)
+        return X, y
+    X, y, _ = fastgd.make_regression(n, d, noise=0.5, dtype=dtype, seed=seed)
+    y = (2.0 * y).astype(dtype)
+    y[::7] += 4.0
+    return X, y
+
+
+def model_for(
+    loss, penalty=None, alpha=ALPHA, l1_ratio=L1_RATIO, fit_intercept=True
+) -> LoweredModel:
+    """The lowered model fastgd.fit would build for these arguments."""
+    l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
+    return lower_model(resolve_loss(loss), l2, l1, fit_intercept)
+
+
+def lowered(optimizer) -> LoweredOptimizer:
+    """The lowered form of an optimizer spec."""
+    return lower_optimizer(optimizer)
+
+
+def theta_of(result: fastgd.FitResult) -> np.ndarray:
+    """Weights then intercept of a fit, as float64."""
+    return np.append(np.asarray(result.coef, dtype=np.float64), result.intercept)
+
+
+def rel_err(actual, expected) -> float:
+    """``max|actual − expected| / max|expected|`` (the inf-norm relative error)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+
+
+def as_rows(X: np.ndarray) -> list[list[float]]:
+    """A matrix as Python lists of Python floats (exact, float32 values included)."""
+    return np.asarray(X, dtype=np.float64).tolist()
+
+
+def as_list(v) -> list[float]:
+    """A vector as a list of Python floats (exact)."""
+    return np.asarray(v, dtype=np.float64).tolist()

@@ -1,0 +1,91 @@
+"""The backend contract: the same public functions, signatures and return shapes everywhere."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import numpy as np
+import pytest
+from conftest import BACKENDS
+from helpers import lowered, model_for, problem
+
+import fastgd
+from fastgd.backends import BACKEND_MODULES, CONTRACT
+
+
+def test_registry_lists_only_importable_backends_numpy_first():
+    names = fastgd.available_backends()
+    assert names[0] == "numpy"
+    assert set(names) <= set(BACKEND_MODULES)
+    assert names == [n for n in BACKEND_MODULES if n in names]  # a fixed order
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_every_backend_has_the_numpy_signature(backend, name):
+    kernels = fastgd.get_backend(backend)
+    reference = fastgd.get_backend("numpy")
+    assert name in kernels.__all__
+    assert inspect.signature(getattr(kernels, name)) == inspect.signature(
+        getattr(reference, name)
+    )
+
+
+def test_backend_modules_do_not_import_each_other(backend):
+    module = fastgd.get_backend(backend)
+    tree = ast.parse(inspect.getsource(module))
+    others = {path.rsplit(".", 1)[1] for path in BACKEND_MODULES.values()}
+    others.discard(module.__name__.rsplit(".", 1)[1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = {node.module or ""} | {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names = {alias.name for alias in node.names}
+        else:
+            continue
+        assert not any(other in name for other in others for name in names), names
+
+
+def test_kernels_return_the_documented_shapes_and_dtypes(backend, dtype):
+    kernels = fastgd.get_backend(backend)
+    X, y = problem("squared", dtype)
+    n, d = X.shape
+    opt = lowered(fastgd.Adam(lr=0.01))
+    model = model_for("squared", "l2")
+    Xb, yb, theta = kernels.prepare(X, y, np.zeros(d + 1, dtype=dtype), None)
+
+    value, grad = kernels.loss_grad(Xb, yb, theta, model)
+    assert np.ndim(value) == 0 and np.isfinite(float(value))
+    assert np.asarray(grad).shape == (d + 1,) and np.asarray(grad).dtype == dtype
+
+    step, slots = kernels.init_state(theta, opt)
+    assert int(step) == 0
+    assert np.asarray(slots).shape == (2, d + 1) and np.asarray(slots).dtype == dtype
+
+    theta, (step, slots) = kernels.update(theta, grad, (step, slots), opt)
+    assert int(step) == 1 and np.asarray(theta).dtype == dtype
+
+    orders = np.stack([np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)[::-1]])
+    theta, (step, slots), losses = kernels.run_epochs(Xb, yb, theta, (step, slots), orders, 8,
+                                                      model, opt)
+    batches = -(-n // 8)
+    assert int(step) == 1 + 2 * batches
+    assert np.asarray(theta).shape == (d + 1,) and np.asarray(theta).dtype == dtype
+    losses = np.asarray(losses)
+    assert losses.shape == (2,) and losses.dtype == np.float64
+    assert np.isfinite(losses).all()
+
+
+def test_loss_grad_at_zero_is_half_mean_square(backend):
+    """A value checkable by hand: at θ = 0 the squared loss is mean(y²)/2, gradient −X̄ᵀy."""
+    kernels = fastgd.get_backend(backend)
+    X = np.array([[1.0, 2.0], [3.0, -1.0]])
+    y = np.array([2.0, 4.0])
+    Xb, yb, theta = kernels.prepare(X, y, np.zeros(3), None)
+    value, grad = kernels.loss_grad(Xb, yb, theta, model_for("squared"))
+    assert float(value) == pytest.approx(5.0, rel=1e-15)
+    np.testing.assert_allclose(np.asarray(grad), [-7.0, 0.0, -3.0], rtol=1e-15)
+
+
+def test_the_fixture_covers_every_importable_backend():
+    assert set(BACKENDS) <= set(fastgd.available_backends())

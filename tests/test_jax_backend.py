@@ -1,0 +1,135 @@
+"""Behaviour specific to the jax backend: x64 scoping, dtypes, devices and compilation reuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd.specs import LOSS_SQUARED, LoweredModel, lower_optimizer
+
+jax = pytest.importorskip("jax")
+jax_backend = fastgd.get_backend("jax")
+
+N, D = 23, 4
+
+
+def _data(dtype=np.float64, n: int = N, d: int = D, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = (X @ rng.standard_normal(d) + 0.3).astype(dtype)
+    return X, y
+
+
+def _epochs_cache_size() -> int:
+    return jax_backend._epochs_program._cache_size()
+
+
+def test_float64_fit_does_not_leave_x64_enabled():
+    X, y = _data(np.float64)
+    before = bool(jax.config.jax_enable_x64)
+    res = fastgd.fit(X, y, backend="jax", optimizer="adam", batch_size=5, epochs=2, seed=0)
+    assert bool(jax.config.jax_enable_x64) == before
+    assert jax.numpy.zeros(1).dtype == (np.float64 if before else np.float32)
+    assert res.coef.dtype == np.float64
+
+
+def test_float64_is_not_downcast():
+    """Inside the backend float64 stays float64 even when x64 is off outside it."""
+    X, y = _data(np.float64)
+    Xd, yd, theta = jax_backend.prepare(X, y, np.zeros(D + 1), None)
+    assert Xd.dtype == yd.dtype == theta.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(Xd), X)
+
+
+def test_float32_in_float32_out():
+    X, y = _data(np.float32)
+    model = LoweredModel(LOSS_SQUARED, 0.0, 0.01, 0.0, True)
+    opt = lower_optimizer(fastgd.Adam(lr=0.01))
+    Xd, yd, theta = jax_backend.prepare(X, y, np.zeros(D + 1, np.float32), "cpu")
+    loss, grad = jax_backend.loss_grad(Xd, yd, theta, model)
+    assert grad.dtype == np.float32 and loss.dtype == np.float64
+    state = jax_backend.init_state(theta, opt)
+    assert state[1].dtype == np.float32
+    orders = np.stack([np.arange(N), np.arange(N)[::-1]]).astype(np.int64)
+    theta2, (step, slots), losses = jax_backend.run_epochs(
+        Xd, yd, theta, state, orders, 5, model, opt
+    )
+    assert theta2.dtype == np.float32 and slots.dtype == np.float32
+    assert losses.dtype == np.float64 and losses.shape == (2,)
+    assert int(step) == 2 * 5  # ceil(23 / 5) updates per epoch
+    res = fastgd.fit(X, y, backend="jax", batch_size=4, epochs=2, seed=0)
+    assert res.coef.dtype == np.float32
+
+
+def test_device_cpu_and_bad_devices():
+    X, y = _data()
+    cpu = jax.devices("cpu")[0]
+    for device in ("cpu", cpu):
+        res = fastgd.fit(X, y, backend="jax", device=device, epochs=3)
+        ref = fastgd.fit(X, y, backend="numpy", epochs=3)
+        np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+    Xd, _, _ = jax_backend.prepare(X, y, np.zeros(D + 1), cpu)
+    assert Xd.devices() == {cpu}
+    with pytest.raises(ValueError, match="tpu"):
+        fastgd.fit(X, y, backend="jax", device="tpu")
+    with pytest.raises(ValueError, match="3"):
+        jax_backend.prepare(X, y, np.zeros(D + 1), 3)
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        with pytest.raises(ValueError, match="'gpu'"):
+            fastgd.fit(X, y, backend="jax", device="gpu")
+
+
+def test_refit_with_other_hyper_parameters_does_not_recompile():
+    X, y = _data(n=31)
+    kw = dict(backend="jax", loss="huber", penalty="elasticnet", batch_size=6, seed=1)
+    fastgd.fit(X, y, optimizer=fastgd.Adam(lr=0.01), alpha=0.01, epochs=3, **kw)
+    compiled = _epochs_cache_size()
+    # Other floats (lr, betas, penalty strength, Huber's epsilon) and another epoch count
+    # in the same power-of-two bucket reuse the program.
+    fastgd.fit(
+        X, y, optimizer=fastgd.Adam(lr=0.2, b1=0.5, b2=0.9), alpha=0.3, epochs=4,
+        **{**kw, "loss": fastgd.Huber(0.3)},
+    )  # fmt: skip
+    assert _epochs_cache_size() == compiled
+
+
+def test_short_last_batch_does_not_retrace_per_epoch():
+    """n = 29 and batch 4: every epoch ends with a batch of 1, run epoch by epoch."""
+    X, y = _data(n=29)
+    seen = []
+    before = _epochs_cache_size()
+    res = fastgd.fit(
+        X, y, backend="jax", optimizer="rmsprop", batch_size=4, epochs=6, seed=2,
+        callback=lambda epoch, *_: seen.append(epoch),
+    )  # fmt: skip
+    assert seen == [1, 2, 3, 4, 5, 6]  # one run_epochs call per epoch
+    assert _epochs_cache_size() - before <= 1
+    ref = fastgd.fit(X, y, backend="numpy", optimizer="rmsprop", batch_size=4, epochs=6, seed=2)
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-10)
+    assert res.n_updates == 6 * 8
+
+
+def test_l1_subgradient_is_zero_at_zero_and_no_intercept_gradient():
+    X, y = _data()
+    theta = np.array([0.0, 0.5, -0.25, 0.0, 0.7])
+    model = LoweredModel(LOSS_SQUARED, 0.0, 0.0, 0.3, False)
+    Xd, yd, th = jax_backend.prepare(X, y, theta, None)
+    _, grad = jax_backend.loss_grad(Xd, yd, th, model)
+    _, ref = fastgd.get_backend("numpy").loss_grad(X, y, theta, model)
+    grad = np.asarray(grad)
+    assert grad[-1] == 0.0
+    np.testing.assert_allclose(grad, ref, rtol=1e-13, atol=1e-15)
+
+
+def test_full_batch_float32_products_use_full_precision():
+    """float32 gradients match a float64 computation to float32 rounding, not TF32's."""
+    X, y = _data(np.float32, n=200, d=16)
+    theta = np.linspace(-1, 1, 17).astype(np.float32)
+    model = LoweredModel(LOSS_SQUARED, 0.0, 0.0, 0.0, True)
+    Xd, yd, th = jax_backend.prepare(X, y, theta, None)
+    _, grad = jax_backend.loss_grad(Xd, yd, th, model)
+    _, ref = fastgd.get_backend("numpy").loss_grad(
+        X.astype(np.float64), y.astype(np.float64), theta.astype(np.float64), model
+    )
+    np.testing.assert_allclose(np.asarray(grad), ref, rtol=2e-5, atol=1e-5)
