@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fastgd compare --quick --out results/quick
+	$(BIN)/fastgd compare --quick --markdown --out results/quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check fastgd tests bench
@@ -25,10 +25,14 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+# The PyTorch peer runs when torch is installed (`pip install "fastgd[torch]"`); the
+# one-sample torch loop on the large problem only with FASTGD_BENCH_HEAVY=1.
 bench: $(STAMP)
+	mkdir -p results
 	$(BIN)/python -m pytest bench -m "slow or not slow" --benchmark-enable --benchmark-only \
 	    --benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds \
 	    --benchmark-json=results/bench.json
+	$(BIN)/python bench/summary.py results/bench.json
 
 clean:
 	rm -rf $(VENV) .cache results/quick

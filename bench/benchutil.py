@@ -91,9 +91,15 @@ def data(n: int, d: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(dtype), y.astype(dtype)
 
 
-def group(kernel: str, shape: tuple[int, ...], dtype: str, mode: str) -> str:
-    """The benchmark group: every backend and peer of one kernel/shape/dtype/mode together."""
-    return f"{kernel}|{'x'.join(map(str, shape))}|{dtype}|{mode}"
+def set_group(
+    benchmark, kernel: str, shape: tuple[int, ...], dtype: str, mode: str, runner: str
+) -> None:
+    """Put every backend and peer of one kernel/shape/dtype/mode in one table.
+
+    ``runner`` (``fastgd[numba]``, ``scikit-learn``, …) is saved in ``extra_info``.
+    """
+    benchmark.group = f"{kernel}|{'x'.join(map(str, shape))}|{dtype}|{mode}"
+    benchmark.extra_info["runner"] = runner
 
 
 def ready(value):

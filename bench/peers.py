@@ -115,6 +115,11 @@ class OptaxLoop:
 def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray:
     """A plain PyTorch loop: index a batch, forward, ``backward()``, ``torch.optim`` step.
 
+    Mini-batches and single samples run with one intra-op thread (restored afterwards): a
+    batch of a few thousand numbers is far too little work to share, and torch's thread
+    pool, spinning between such tiny operations, makes each step several times slower on a
+    busy two-core machine. Full batches keep torch's default threads.
+
     Returns
     -------
     ndarray, shape (d + 1,)
@@ -128,7 +133,19 @@ def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray
     b = torch.zeros((), dtype=Xt.dtype, requires_grad=True)
     optim = torch.optim.Adam([w, b], lr=lr) if opt == "adam" else torch.optim.SGD([w, b], lr=lr)
     index = torch.from_numpy(np.ascontiguousarray(orders))
-    for epoch in range(orders.shape[0]):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads if batch_size >= n else 1)
+    try:
+        _torch_epochs(Xt, yt, w, b, optim, index, batch_size)
+    finally:
+        torch.set_num_threads(threads)
+    return np.append(w.detach().numpy(), b.detach().numpy())
+
+
+def _torch_epochs(Xt, yt, w, b, optim, index, batch_size: int) -> None:
+    """Every batch of every epoch of :func:`torch_loop`."""
+    n = Xt.shape[0]
+    for epoch in range(index.shape[0]):
         for start in range(0, n, batch_size):
             idx = index[epoch, start : start + batch_size]
             optim.zero_grad()
@@ -136,4 +153,3 @@ def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray
             loss = 0.5 * (r * r).mean()
             loss.backward()
             optim.step()
-    return np.append(w.detach().numpy(), b.detach().numpy())

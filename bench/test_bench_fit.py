@@ -28,9 +28,9 @@ from benchutil import (
     assert_close,
     data,
     fastgd_fit,
-    group,
     reference_fit,
     run_benchmark,
+    set_group,
     size_params,
     time_first_call,
 )
@@ -41,10 +41,10 @@ sizes = pytest.mark.parametrize("size", size_params(FIT_SHAPES))
 modes = pytest.mark.parametrize("mode_name", list(MODES))
 
 
-def _setup(benchmark, size: str, dtype: str, mode_name: str):
+def _setup(benchmark, size: str, dtype: str, mode_name: str, runner: str):
     shape = FIT_SHAPES[size]
     X, y = data(*shape, dtype)
-    benchmark.group = group("fit", shape, dtype, mode_name)
+    set_group(benchmark, "fit", shape, dtype, mode_name, runner)
     return X, y, MODES[mode_name], reference_fit(shape, dtype, mode_name)
 
 
@@ -52,7 +52,7 @@ def _setup(benchmark, size: str, dtype: str, mode_name: str):
 @modes
 @sizes
 def test_fit(benchmark, backend, size, mode_name, dtype):
-    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, f"fastgd[{backend}]")
     run = lambda: fastgd_fit(X, y, mode, backend)  # noqa: E731
     if backend != "numpy":  # nothing to compile in the numpy backend
         time_first_call(benchmark, run)
@@ -68,7 +68,7 @@ def test_fit(benchmark, backend, size, mode_name, dtype):
 @dtypes
 @sizes
 def test_sklearn_sgd(benchmark, size, dtype):
-    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1")
+    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1", "scikit-learn")
     theta = run_benchmark(
         benchmark, lambda: sklearn_sgd(X, y, mode.lr, mode.epochs),
         heavy_seconds=2.0 if size == "large" else None,
@@ -79,7 +79,7 @@ def test_sklearn_sgd(benchmark, size, dtype):
 @dtypes
 @sizes
 def test_naive_numpy_sgd(benchmark, size, dtype):
-    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1")
+    X, y, mode, reference = _setup(benchmark, size, dtype, "sgd1", "naive numpy loop")
     theta = run_benchmark(
         benchmark, lambda: naive_numpy_sgd(X, y, mode.lr, mode.epochs),
         heavy_seconds=10.0 if size == "large" else None,
@@ -92,7 +92,7 @@ def test_naive_numpy_sgd(benchmark, size, dtype):
 @sizes
 def test_optax_loop(benchmark, size, mode_name, dtype):
     pytest.importorskip("optax")
-    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "optax loop")
     loop = OptaxLoop(X, y, mode.orders(X.shape[0]), mode.batch(X.shape[0]), mode.opt, mode.lr)
     time_first_call(benchmark, loop)
     theta = run_benchmark(benchmark, loop, heavy_seconds=benchmark.extra_info["first_call_s"])
@@ -106,7 +106,7 @@ def test_torch_loop(benchmark, size, mode_name, dtype):
     pytest.importorskip("torch")
     if size == "large" and mode_name == "sgd1" and not os.environ.get("FASTGD_BENCH_HEAVY"):
         pytest.skip("1,000,000 one-sample torch steps take minutes; FASTGD_BENCH_HEAVY=1 runs it")
-    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name)
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "torch loop")
     orders = mode.orders(X.shape[0])
     run = lambda: torch_loop(X, y, orders, mode.batch(X.shape[0]), mode.opt, mode.lr)  # noqa: E731
     heavy = {"full": 1.5, "mb64": 5.0, "sgd1": 60.0}[mode_name] if size == "large" else None

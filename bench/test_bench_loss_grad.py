@@ -16,8 +16,8 @@ from benchutil import (
     TOL_KERNEL,
     assert_close,
     data,
-    group,
     run_benchmark,
+    set_group,
     size_params,
     time_first_call,
 )
@@ -63,7 +63,7 @@ def test_loss_grad(benchmark, backend, size, mode, dtype):
     ref_loss, ref_grad = _reference(X, y, theta)
     kernels = fastgd.get_backend(backend)
     Xb, yb, tb = kernels.prepare(X, y, theta, None)
-    benchmark.group = group("loss_grad", X.shape, dtype, mode)
+    set_group(benchmark, "loss_grad", X.shape, dtype, mode, f"fastgd[{backend}]")
     time_first_call(benchmark, lambda: kernels.loss_grad(Xb, yb, tb, MODEL))
     loss, grad = run_benchmark(benchmark, lambda: kernels.loss_grad(Xb, yb, tb, MODEL))
     assert_close(grad, ref_grad, dtype, TOL_KERNEL, f"{backend} gradient")
@@ -77,6 +77,6 @@ def test_matvec_floor(benchmark, size, dtype):
     """numpy's ``X @ w``: one read of X by BLAS, the floor a full-batch gradient is held to."""
     X, y, theta = _batch(size, dtype, "full")
     w = theta[:-1]
-    benchmark.group = group("loss_grad", X.shape, dtype, "full")
+    set_group(benchmark, "loss_grad", X.shape, dtype, "full", "numpy X @ w")
     p = run_benchmark(benchmark, lambda: X @ w)
     assert_close(p, X.astype(np.float64) @ w.astype(np.float64), dtype, TOL_KERNEL, "X @ w")

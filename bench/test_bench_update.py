@@ -15,10 +15,10 @@ from benchutil import (
     TOL_KERNEL,
     UPDATE_SIZES,
     assert_close,
-    group,
     host64,
     ready,
     record_compile_time,
+    set_group,
     size_params,
 )
 
@@ -64,7 +64,7 @@ def test_update(benchmark, backend, size, opt_name, dtype):
         theta, state = ready(kernels.update(theta, grad, state, opt))
     snapshot = (_fresh(theta), _fresh(state))
     reference = _reference(theta, grad, state, opt)
-    benchmark.group = group("update", (p,), dtype, opt_name)
+    set_group(benchmark, "update", (p,), dtype, opt_name, f"fastgd[{backend}]")
     rounds = 200 if size == "small" else 20
     new_theta, new_state = benchmark.pedantic(
         lambda th, st: ready(kernels.update(th, grad, st, opt)),

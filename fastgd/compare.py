@@ -335,6 +335,9 @@ def _settings(cfg: CompareConfig, backends, targets) -> dict:
         },
         "timing": "median of FitResult.fit_time over the timed fits, divided by epochs",
         "effective_gbs": "n*(d+1)*itemsize bytes per epoch / time per epoch, 1 GB = 1e9 B",
+        "final_loss": "last entry of FitResult.loss_history (mean batch objective of the "
+        "last epoch, each batch evaluated before its update)",
+        "param_diff": "max |theta - theta_numpy| over weights and intercept, same dtype",
     }
 
 
@@ -458,6 +461,7 @@ def save_plot(report: dict, path: Path) -> None:
                        label=f"measured bandwidth {bandwidth:.1f} GB/s")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -465,7 +469,7 @@ def save_plot(report: dict, path: Path) -> None:
             label = report["settings"]["problems"].get(problem, {}).get("label", problem)
             ax.set_title(f"{label}\n{dtype}", fontsize=10)
             if i == len(dtypes) - 1:
-                ax.set_xlabel("X + y per epoch (MB)")
+                ax.set_xlabel("X and y read per epoch (MB, log scale)")
             if j == 0:
                 ax.set_ylabel("effective GB/s (higher is faster)")
     handles, labels = axes[0][0].get_legend_handles_labels()

@@ -8,10 +8,8 @@ import fastgd
 from fastgd.specs import (
     LoweredModel,
     LoweredOptimizer,
-    lower_model,
     lower_optimizer,
     resolve_loss,
-    resolve_penalty,
 )
 
 #: The small problem every trajectory test uses, fixed so that the jax backend compiles
@@ -61,9 +59,16 @@ def problem(loss: str, dtype=np.float64, n: int = N, d: int = D, seed: int = 3):
 def model_for(
     loss, penalty=None, alpha=ALPHA, l1_ratio=L1_RATIO, fit_intercept=True
 ) -> LoweredModel:
-    """The lowered model fastgd.fit would build for these arguments."""
-    l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
-    return lower_model(resolve_loss(loss), l2, l1, fit_intercept)
+    """The lowered model ``fastgd.fit`` should build for these arguments.
+
+    The penalty strengths are written out here from the documented convention (the
+    penalty is ``alpha·((1 − ρ)/2·‖w‖² + ρ·‖w‖₁)`` with ρ = 0, 1 or ``l1_ratio``), not
+    taken from the library, so that the oracle checks the library's convention too.
+    """
+    rho = {None: None, "l2": 0.0, "l1": 1.0, "elasticnet": l1_ratio}[penalty]
+    l2, l1 = (0.0, 0.0) if rho is None else (alpha * (1.0 - rho), alpha * rho)
+    spec = resolve_loss(loss)
+    return LoweredModel(spec.code, float(spec.param()), l2, l1, fit_intercept)
 
 
 def lowered(optimizer) -> LoweredOptimizer:

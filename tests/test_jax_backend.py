@@ -133,3 +133,53 @@ def test_full_batch_float32_products_use_full_precision():
         X.astype(np.float64), y.astype(np.float64), theta.astype(np.float64), model
     )
     np.testing.assert_allclose(np.asarray(grad), ref, rtol=2e-5, atol=1e-5)
+
+
+def test_blocked_full_batch_matches_numpy():
+    """Large full batches on a CPU are evaluated in row blocks (plus a remainder block)."""
+    d = 64
+    rows = jax_backend._block_rows(10**6, d, 8, True)
+    n = 4 * rows + 37
+    assert jax_backend._block_rows(n, d, 8, True) == rows < n
+    X, y = _data(n=n, d=d, seed=4)
+    y = (y > 0).astype(np.float64)
+    theta = np.linspace(-0.1, 0.1, d + 1)
+    model = LoweredModel(fastgd.specs.LOSS_LOGISTIC, 0.0, 0.02, 0.01, True)
+    Xd, yd, th = jax_backend.prepare(X, y, theta, None)
+    loss, grad = jax_backend.loss_grad(Xd, yd, th, model)
+    ref_loss, ref_grad = fastgd.get_backend("numpy").loss_grad(X, y, theta, model)
+    np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-12, atol=1e-16)
+    kw = dict(loss="logistic", optimizer="adam", penalty="l2", epochs=3)
+    res = fastgd.fit(X, y, backend="jax", **kw)
+    ref = fastgd.fit(X, y, backend="numpy", **kw)
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-10)
+    np.testing.assert_allclose(res.loss_history, ref.loss_history, rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_portable_program_matches_cpu_program(batch_size):
+    """The program used off the CPU (one kernel per operation, no row blocks) agrees."""
+    X, y = _data(n=5000, d=8, seed=5)
+    n = X.shape[0]
+    batch_size = batch_size or n
+    model = LoweredModel(fastgd.specs.LOSS_HUBER, 0.8, 0.01, 0.0, True)
+    opt = lower_optimizer(fastgd.SGD(lr=0.01, momentum=0.5))
+    orders = np.stack([np.random.default_rng(s).permutation(n) for s in (0, 1)])
+    Xd, yd, th = jax_backend.prepare(X, y, np.zeros(9), "cpu")
+    step, slots = jax_backend.init_state(th, opt)
+    hyper = np.concatenate([jax_backend._model_hyper(model), jax_backend._opt_hyper(opt)])
+    padded = jax_backend._padded_epochs(orders, batch_size >= n)
+    results = []
+    for portable in (False, True):
+        block_rows = n if portable else jax_backend._block_rows(n, 8, 8, True)
+        with jax.enable_x64(True):
+            out = jax_backend._epochs_program(
+                Xd, yd, th, step, slots, padded, np.int64(2), hyper,
+                static=jax_backend._model_static(model), opt_code=opt.code,
+                schedule_code=opt.schedule_code, batch_size=batch_size,
+                block_rows=block_rows, single_cpu_kernel=not portable and batch_size < n,
+            )  # fmt: skip
+        results.append([np.asarray(a) for a in out])
+    for fast, portable in zip(*results, strict=True):
+        np.testing.assert_allclose(fast, portable, rtol=1e-12, atol=1e-15)

@@ -46,11 +46,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental.xla_metadata import set_xla_metadata
 
 from ..specs import (
     LOSS_HUBER,
@@ -145,6 +147,22 @@ def _device_of(a: object) -> jax.Device:
     return _default_device()
 
 
+class _ModelStatic(NamedTuple):
+    """What the compiled program of a model depends on (hashable, compared by value)."""
+
+    loss_code: int
+    fit_intercept: bool
+    #: Whether any penalty strength is non-zero; without one, the program leaves the
+    #: penalty out (a measurable saving per step for small batches). The strengths
+    #: themselves stay traced, so all penalised fits share one program.
+    penalized: bool
+
+
+def _model_static(model: LoweredModel) -> _ModelStatic:
+    penalized = model.l2 != 0.0 or model.l1 != 0.0
+    return _ModelStatic(int(model.loss_code), bool(model.fit_intercept), penalized)
+
+
 def _model_hyper(model: LoweredModel) -> np.ndarray:
     """The model's float hyper-parameters as a (3,) float64 vector."""
     return np.array([model.loss_param, model.l2, model.l1], dtype=np.float64)
@@ -174,13 +192,44 @@ def _penalty(w: jax.Array, l2: jax.Array, l1: jax.Array) -> jax.Array:
     return 0.5 * l2 * jnp.dot(w, w, precision=_HIGHEST) + l1 * jnp.sum(w * jnp.sign(w))
 
 
+def _loss_sum(
+    theta: jax.Array, X: jax.Array, y: jax.Array, model_hyper: jax.Array, static: _ModelStatic
+) -> tuple[jax.Array, jax.Array]:
+    """Sum over the rows of ``X`` of the per-sample loss of ``p = X @ w + b``.
+
+    Returns
+    -------
+    total : 0-d array, dtype of ``theta``
+        What is differentiated; ``b`` gets no gradient when the intercept is not fitted.
+    total64 : 0-d float64 array
+        The same sum accumulated in float64 (``total`` itself for float64 data).
+    """
+    w = theta[:-1]
+    b = theta[-1] if static.fit_intercept else lax.stop_gradient(theta[-1])
+    p = jnp.matmul(X, w, precision=_HIGHEST) + b
+    epsilon = model_hyper[0].astype(theta.dtype)
+    losses = _sample_losses(p, y, static.loss_code, epsilon)
+    total = jnp.sum(losses)
+    if theta.dtype == jnp.float64:
+        return total, total
+    return total, jnp.sum(losses.astype(jnp.float64))
+
+
+def _penalty_term(theta: jax.Array, model_hyper: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The penalty on ``theta[:-1]`` in the data's dtype, and in float64 for the report."""
+    w = theta[:-1]
+    l2, l1 = model_hyper[1].astype(theta.dtype), model_hyper[2].astype(theta.dtype)
+    penalty = _penalty(w, l2, l1)
+    if theta.dtype == jnp.float64:
+        return penalty, penalty
+    report = 0.5 * model_hyper[1] * jnp.dot(w, w, precision=_HIGHEST).astype(
+        jnp.float64
+    ) + model_hyper[2] * jnp.sum(jnp.abs(w)).astype(jnp.float64)
+    return penalty, report
+
+
 def _objective(
-    theta: jax.Array,
-    X: jax.Array,
-    y: jax.Array,
-    model_hyper: jax.Array,
-    loss_code: int,
-    fit_intercept: bool,
+    theta: jax.Array, X: jax.Array, y: jax.Array, model_hyper: jax.Array, static: _ModelStatic
 ) -> tuple[jax.Array, jax.Array]:
     """Batch objective (mean loss + penalty) in the data's dtype, and its float64 report.
 
@@ -190,29 +239,67 @@ def _objective(
         What is differentiated.
     report : 0-d float64 array
         The same quantity with the mean and the penalty summed in float64, as the numpy
-        backend reports it.
+        backend reports it (for float64 data, the objective itself).
     """
-    dtype = theta.dtype
-    epsilon, l2, l1 = (model_hyper[i].astype(dtype) for i in range(3))
-    w = theta[:-1]
-    b = theta[-1] if fit_intercept else lax.stop_gradient(theta[-1])
-    p = jnp.matmul(X, w, precision=_HIGHEST) + b
-    losses = _sample_losses(p, y, loss_code, epsilon)
-    penalty = _penalty(w, l2, l1)
-    report = (
-        jnp.mean(losses.astype(jnp.float64))
-        + 0.5 * model_hyper[1] * jnp.dot(w, w, precision=_HIGHEST).astype(jnp.float64)
-        + model_hyper[2] * jnp.sum(jnp.abs(w)).astype(jnp.float64)
-    )
-    return jnp.mean(losses) + penalty, report
+    m = X.shape[0]
+    total, total64 = _loss_sum(theta, X, y, model_hyper, static)
+    if not static.penalized:
+        return total / m, total64 / m
+    penalty, penalty64 = _penalty_term(theta, model_hyper)
+    return total / m + penalty, total64 / m + penalty64
 
 
 _value_and_grad = jax.value_and_grad(_objective, has_aux=True)
+_loss_sum_value_and_grad = jax.value_and_grad(_loss_sum, has_aux=True)
+_penalty_value_and_grad = jax.value_and_grad(_penalty_term, has_aux=True)
+
+#: Bytes of ``X`` per row block of the blocked full-batch gradient on a CPU: small enough
+#: that the block is still in the core's cache when the backward pass reads it again.
+_BLOCK_BYTES = 2**18
 
 
-def _batch_loss_grad(theta, X, y, model_hyper, loss_code, fit_intercept):
-    """(float64 report, gradient of shape (d + 1,)) for one batch."""
-    (_, report), grad = _value_and_grad(theta, X, y, model_hyper, loss_code, fit_intercept)
+def _block_rows(n: int, d: int, itemsize: int, on_cpu: bool) -> int:
+    """Rows per block for a full batch of n rows (n itself: not blocked)."""
+    rows = max(64, _BLOCK_BYTES // (d * itemsize))
+    return rows if on_cpu and n >= 4 * rows else n
+
+
+def _blocked_loss_grad(theta, X, y, model_hyper, static, block_rows):
+    """:func:`_batch_loss_grad` one row block at a time: X is read from memory once.
+
+    ``jax.value_and_grad`` of the loss sum is taken block by block (forward and backward
+    pass on a block while it is in cache), the sums are added up and divided by n, and
+    the penalty's value and gradient are added once. Mathematically the same as
+    differentiating :func:`_objective` on all rows; only the order of the additions
+    differs.
+    """
+    n = X.shape[0]
+    n_blocks, rest = divmod(n, block_rows)
+
+    def block(start, rows, acc):
+        Xb = lax.dynamic_slice_in_dim(X, start, rows)
+        yb = lax.dynamic_slice_in_dim(y, start, rows)
+        (_, total64), grad = _loss_sum_value_and_grad(theta, Xb, yb, model_hyper, static)
+        return acc[0] + total64, acc[1] + grad
+
+    acc = (jnp.zeros((), jnp.float64), jnp.zeros_like(theta))
+    acc = lax.fori_loop(0, n_blocks, lambda i, acc: block(i * block_rows, block_rows, acc), acc)
+    if rest:
+        acc = block(n_blocks * block_rows, rest, acc)
+    if not static.penalized:
+        return acc[0] / n, acc[1] / n
+    (_, penalty64), penalty_grad = _penalty_value_and_grad(theta, model_hyper)
+    return acc[0] / n + penalty64, acc[1] / n + penalty_grad
+
+
+def _batch_loss_grad(theta, X, y, model_hyper, static, block_rows=None):
+    """(float64 report, gradient of shape (d + 1,)) for one batch.
+
+    ``block_rows`` < m selects the blocked evaluation (large full batches on a CPU).
+    """
+    if block_rows is not None and block_rows < X.shape[0]:
+        return _blocked_loss_grad(theta, X, y, model_hyper, static, block_rows)
+    (_, report), grad = _value_and_grad(theta, X, y, model_hyper, static)
     return report, grad
 
 
@@ -236,12 +323,15 @@ def _update_step(
     theta: jax.Array,
     grad: jax.Array,
     step: jax.Array,
-    slots: jax.Array,
+    slots: tuple[jax.Array, jax.Array],
     opt_hyper: jax.Array,
     opt_code: int,
     schedule_code: int,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One optimizer step (optax's formulas); returns new ``theta``, ``step``, ``slots``."""
+) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+    """One optimizer step (optax's formulas); returns new ``theta``, ``step``, ``slots``.
+
+    The two slots travel as separate vectors, so a loop carries them without copies.
+    """
     dtype = theta.dtype
     t = step + 1
     lr = _learning_rate(schedule_code, opt_hyper[4:7], t).astype(dtype)
@@ -249,15 +339,15 @@ def _update_step(
     if opt_code == OPT_SGD:
         trace = grad + a * slots[0]
         u = jnp.where(b != 0, grad + a * trace, trace)
-        slots = slots.at[0].set(trace)
+        slots = (trace, slots[1])
     elif opt_code == OPT_ADAGRAD:
         acc = slots[0] + grad * grad
         u = grad / jnp.sqrt(acc + b)
-        slots = slots.at[0].set(acc)
+        slots = (acc, slots[1])
     elif opt_code == OPT_RMSPROP:
         ms = (1 - a) * grad * grad + a * slots[0]
         u = grad / jnp.sqrt(ms + b)
-        slots = slots.at[0].set(ms)
+        slots = (ms, slots[1])
     elif opt_code in (OPT_ADAM, OPT_ADAMW):
         m = (1 - a) * grad + a * slots[0]
         v = (1 - b) * grad * grad + b * slots[1]
@@ -265,7 +355,7 @@ def _update_step(
         u = (m / (1 - a**tf)) / (jnp.sqrt(v / (1 - b**tf)) + c)
         if opt_code == OPT_ADAMW:
             u = u.at[:-1].add(d * theta[:-1])
-        slots = jnp.stack([m, v])
+        slots = (m, v)
     else:
         raise ValueError(f"unknown optimizer code {opt_code!r}")
     return theta - lr * u, t, slots
@@ -274,31 +364,37 @@ def _update_step(
 # ------------------------------------------------------------- compiled programs
 
 
-@partial(jax.jit, static_argnames=("loss_code", "fit_intercept"))
-def _loss_grad_program(X, y, theta, model_hyper, *, loss_code, fit_intercept):
-    return _batch_loss_grad(theta, X, y, model_hyper, loss_code, fit_intercept)
+@partial(jax.jit, static_argnames=("static", "block_rows"))
+def _loss_grad_program(X, y, theta, model_hyper, *, static, block_rows):
+    return _batch_loss_grad(theta, X, y, model_hyper, static, block_rows)
 
 
 @partial(jax.jit, static_argnames=("opt_code", "schedule_code"))
 def _update_program(theta, grad, step, slots, opt_hyper, *, opt_code, schedule_code):
-    return _update_step(theta, grad, step, slots, opt_hyper, opt_code, schedule_code)
+    theta, step, (s0, s1) = _update_step(
+        theta, grad, step, (slots[0], slots[1]), opt_hyper, opt_code, schedule_code
+    )
+    return theta, step, jnp.stack([s0, s1])
 
 
-@partial(
-    jax.jit,
-    static_argnames=("loss_code", "opt_code", "schedule_code", "fit_intercept", "batch_size"),
-)
-def _epochs_program(
+_EPOCHS_STATIC = ("static", "opt_code", "schedule_code", "batch_size", "block_rows")
+
+
+def _epochs(
     X, y, theta, step, slots, orders, n_epochs, hyper,
-    *, loss_code, opt_code, schedule_code, fit_intercept, batch_size,
+    *, static, opt_code, schedule_code, batch_size, block_rows,
 ):  # fmt: skip
-    """Run ``n_epochs`` (traced, <= orders.shape[0]) epochs; see :func:`run_epochs`."""
+    """Run ``n_epochs`` (traced, <= orders.shape[0]) epochs; see :func:`run_epochs`.
+
+    ``block_rows`` < n evaluates a full batch block by block (see
+    :func:`_blocked_loss_grad`).
+    """
     n = X.shape[0]
     model_hyper, opt_hyper = hyper[:_N_MODEL_HYPER], hyper[_N_MODEL_HYPER:]
 
     def train_on(carry, Xb, yb):
         theta, step, slots, total = carry
-        report, grad = _batch_loss_grad(theta, Xb, yb, model_hyper, loss_code, fit_intercept)
+        report, grad = _batch_loss_grad(theta, Xb, yb, model_hyper, static, block_rows)
         theta, step, slots = _update_step(
             theta, grad, step, slots, opt_hyper, opt_code, schedule_code
         )
@@ -328,8 +424,29 @@ def _epochs_program(
         return theta, step, slots, losses.at[e].set(epoch_loss)
 
     losses = jnp.zeros(orders.shape[0], jnp.float64)
-    theta, step, slots, losses = lax.fori_loop(0, n_epochs, epoch, (theta, step, slots, losses))
-    return theta, step, slots, losses
+    carry = (theta, step, (slots[0], slots[1]), losses)
+    theta, step, (s0, s1), losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    return theta, step, jnp.stack([s0, s1]), losses
+
+
+_epochs_call = jax.jit(_epochs, static_argnames=_EPOCHS_STATIC)
+
+
+@partial(jax.jit, static_argnames=(*_EPOCHS_STATIC, "single_cpu_kernel"))
+def _epochs_program(*args, single_cpu_kernel: bool, **static):
+    """:func:`_epochs` as one compiled program.
+
+    With ``single_cpu_kernel`` (for mini-batches on a CPU device) the whole loop is an
+    outlined call that XLA:CPU compiles into a single native function
+    (``xla_cpu_small_call``; ``inlineable="false"`` keeps the call from being inlined
+    first). Otherwise XLA:CPU runs every operation of every step as a separately
+    dispatched kernel, whose overhead (some 0.1 µs each) dominates small batches: the
+    single kernel is about 4x faster for per-sample SGD. Other platforms ignore it.
+    """
+    if not single_cpu_kernel:
+        return _epochs(*args, **static)
+    with set_xla_metadata(xla_cpu_small_call="true", inlineable="false"):
+        return _epochs_call(*args, **static)
 
 
 # ------------------------------------------------------------------ public names
@@ -387,10 +504,12 @@ def loss_grad(
         Its gradient with respect to ``theta``; the intercept entry is 0 when the intercept
         is not trained; the l1 term contributes ``l1·sign(w)`` (0 at w = 0).
     """
+    n, d = X.shape
+    on_cpu = _device_of(X).platform == "cpu"
     with _x64():
         return _loss_grad_program(
-            X, y, theta, _model_hyper(model),
-            loss_code=int(model.loss_code), fit_intercept=bool(model.fit_intercept),
+            X, y, theta, _model_hyper(model), static=_model_static(model),
+            block_rows=_block_rows(n, d, np.dtype(X.dtype).itemsize, on_cpu),
         )  # fmt: skip
 
 
@@ -509,6 +628,7 @@ def run_epochs(
     step, slots = state
     hyper = np.concatenate([_model_hyper(model), _opt_hyper(opt)])
     batch_size = min(int(batch_size), n)
+    on_cpu = _device_of(X).platform == "cpu"
     with _x64():
         # Commit every array to one device, so that the compiled program is looked up
         # with the same signature whether an input came from prepare() or from a
@@ -520,9 +640,10 @@ def run_epochs(
         theta, step, slots, losses = _epochs_program(
             X, y, theta, step, slots,
             _padded_epochs(orders, batch_size >= n), np.int64(n_epochs), hyper,
-            loss_code=int(model.loss_code), opt_code=int(opt.code),
-            schedule_code=int(opt.schedule_code), fit_intercept=bool(model.fit_intercept),
-            batch_size=batch_size,
+            static=_model_static(model), opt_code=int(opt.code),
+            schedule_code=int(opt.schedule_code), batch_size=batch_size,
+            block_rows=_block_rows(n, X.shape[1], np.dtype(X.dtype).itemsize, on_cpu),
+            single_cpu_kernel=on_cpu and batch_size < n,
         )  # fmt: skip
         epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
     return theta, (step, slots), epoch_losses

@@ -46,6 +46,7 @@ from numba.extending import intrinsic
 from ..specs import (
     LOSS_HUBER,
     LOSS_LOGISTIC,
+    LOSS_SQUARED,
     OPT_ADAGRAD,
     OPT_ADAM,
     OPT_ADAMW,
@@ -74,8 +75,8 @@ _BLOCK_ROWS = 4096
 _MAX_BLOCKS = 64
 #: Batches with at least this many entries (rows x features) run their blocks in parallel.
 _PARALLEL_MIN_WORK = 1 << 17
-#: How many positions ahead a gathered row is prefetched.
-_PREFETCH_AHEAD = 8
+#: How far ahead (in bytes of X, at least one row) gathered rows are prefetched.
+_PREFETCH_BYTES = 2048
 #: Row stride of the per-block partial sums, in float64: a multiple of a cache line.
 _LINE = 8
 
@@ -108,7 +109,7 @@ def prepare(
 # ------------------------------------------------------------------ per-sample math
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _sigmoid(p: float) -> float:
     """Numerically stable logistic sigmoid of a scalar."""
     e = math.exp(-abs(p))
@@ -117,7 +118,7 @@ def _sigmoid(p: float) -> float:
     return e / (1.0 + e)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
     """Loss of one sample and its derivative with respect to the prediction ``p``."""
     if loss_code == LOSS_LOGISTIC:
@@ -133,7 +134,7 @@ def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
     return 0.5 * r * r, r
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _sign(v: float) -> float:
     """``numpy.sign`` of a scalar: -1, 0 or 1 (NaN stays NaN)."""
     if v > 0.0:
@@ -170,13 +171,34 @@ def _prefetch(typingctx, arr, i, j):
 @njit(**_JIT)
 def _prefetch_row(X, i):
     """Prefetch every cache line of row ``i`` of X."""
-    for j in range(0, X.shape[1], max(1, 64 // X.itemsize)):
+    d = X.shape[1]
+    for j in range(0, d, max(1, 64 // X.itemsize)):
         _prefetch(X, i, j)
+    _prefetch(X, i, d - 1)
+
+
+@njit(**_JIT)
+def _is_identity(order) -> bool:
+    """Whether ``order`` is 0, 1, 2, …: rows in order need no prefetch hints (the hardware
+    prefetcher streams them)."""
+    for k in range(order.shape[0]):
+        if order[k] != k:
+            return False
+    return True
+
+
+@njit(**_JIT)
+def _prefetch_distance(X) -> int:
+    """Rows to prefetch ahead when gathering: ``_PREFETCH_BYTES`` of X, at least one row."""
+    return max(1, _PREFETCH_BYTES // (X.shape[1] * X.itemsize))
 
 
 @njit(**_JIT)
 def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
     """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once.
+
+    One loop per loss: :func:`_accumulate_rows_of` is inlined with the loss code as a
+    constant, so the per-row loss compiles without a branch on the code.
 
     Parameters
     ----------
@@ -185,22 +207,34 @@ def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
         Weights and intercept.
     rows : ndarray of int64
         Sample order (an epoch's): position k is sample ``rows[k]``; empty means position
-        k is sample k. Gathered rows are prefetched ``_PREFETCH_AHEAD`` positions ahead.
+        k is sample k. Gathered rows are prefetched a few positions ahead.
     lo, hi : int
         Positions in ``rows``.
     loss_code, loss_param : int, float
     acc : ndarray of float64, shape (>= d + 2,)
         ``acc[:d] += dloss_i · x_i``, ``acc[d] += dloss_i``, ``acc[d + 1] += loss_i``.
     """
+    if loss_code == LOSS_LOGISTIC:
+        _accumulate_rows_of(X, y, w64, b, rows, lo, hi, LOSS_LOGISTIC, loss_param, acc)
+    elif loss_code == LOSS_HUBER:
+        _accumulate_rows_of(X, y, w64, b, rows, lo, hi, LOSS_HUBER, loss_param, acc)
+    else:
+        _accumulate_rows_of(X, y, w64, b, rows, lo, hi, LOSS_SQUARED, loss_param, acc)
+
+
+@njit(inline="always", **_JIT)
+def _accumulate_rows_of(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
+    """The loop of :func:`_accumulate_rows` (same arguments), for one loss code."""
     d = X.shape[1]
     gathered = rows.shape[0] > 0
+    ahead = _prefetch_distance(X)
     loss_sum = 0.0
     dloss_sum = 0.0
     for k in range(lo, hi):
         if gathered:
             i = rows[k]
-            if k + _PREFETCH_AHEAD < rows.shape[0]:
-                _prefetch_row(X, rows[k + _PREFETCH_AHEAD])
+            if k + ahead < rows.shape[0]:
+                _prefetch_row(X, rows[k + ahead])
         else:
             i = k
         x = X[i]
@@ -519,17 +553,52 @@ def _sgd_epochs(
     gradient, the momentum trace and the parameter step in a second loop over the same
     row, which is still in L1. The same arithmetic as :func:`_batch_loss_grad` followed
     by :func:`_update_kernel` with m = 1. Returns the step count after the last update.
+    One loop per loss, as in :func:`_accumulate_rows`.
+    """
+    if loss_code == LOSS_LOGISTIC:
+        return _sgd_epochs_of(
+            X, y, theta, slots, step, orders, LOSS_LOGISTIC, loss_param, l2, l1,
+            fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+        )
+    if loss_code == LOSS_HUBER:
+        return _sgd_epochs_of(
+            X, y, theta, slots, step, orders, LOSS_HUBER, loss_param, l2, l1,
+            fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+        )
+    return _sgd_epochs_of(
+        X, y, theta, slots, step, orders, LOSS_SQUARED, loss_param, l2, l1,
+        fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+    )
+
+
+@njit(inline="always", **_JIT)
+def _sgd_epochs_of(
+    X, y, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
+    params, schedule_code, schedule_params, epoch_losses,
+):
+    """The loops of :func:`_sgd_epochs` (same arguments), for one loss code.
+
+    Without momentum and penalty the step is ``θ −= (lr·dloss)·x`` (scikit-learn's
+    rounding) and the trace, which then only holds the last gradient, is written once
+    at the end.
     """
     n, d = X.shape
     momentum = params[0]
     nesterov = params[1] != 0.0
     penalized = l2 != 0.0 or l1 != 0.0
+    plain = momentum == 0.0 and not penalized
+    ahead = _prefetch_distance(X)
     trace = slots[0]
+    last_i = -1
+    last_dl = 0.0
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
+        shuffled = not _is_identity(order)
         total = 0.0
         for k in range(n):
             i = order[k]
+            if shuffled and k + ahead < n:
+                _prefetch_row(X, order[k + ahead])
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
@@ -537,6 +606,16 @@ def _sgd_epochs(
             for j in range(d):
                 p += np.float64(x[j]) * theta[j]
             loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
+            g_b = dl if fit_intercept else 0.0
+            if plain:
+                c = lr * dl
+                for j in range(d):
+                    theta[j] -= c * x[j]
+                theta[d] -= lr * g_b
+                last_i = i
+                last_dl = dl
+                total += loss
+                continue
             if penalized:
                 ww = 0.0
                 aw = 0.0
@@ -550,21 +629,19 @@ def _sgd_epochs(
                     g = dl * x[j] + l2 * wj + l1 * _sign(wj)
                     trace[j] = g + momentum * trace[j]
                     theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
-            elif momentum == 0.0:
-                for j in range(d):
-                    g = dl * x[j]
-                    trace[j] = g
-                    theta[j] -= lr * g
             else:
                 for j in range(d):
                     g = dl * x[j]
                     trace[j] = g + momentum * trace[j]
                     theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
-            g = dl if fit_intercept else 0.0
-            trace[d] = g + momentum * trace[d]
-            theta[d] -= lr * (g + momentum * trace[d] if nesterov else trace[d])
+            trace[d] = g_b + momentum * trace[d]
+            theta[d] -= lr * (g_b + momentum * trace[d] if nesterov else trace[d])
             total += loss
         epoch_losses[e] = total / n
+    if last_i >= 0:
+        for j in range(d):
+            trace[j] = last_dl * X[last_i, j]
+        trace[d] = last_dl if fit_intercept else 0.0
     return step
 
 
@@ -576,7 +653,8 @@ def _run_epochs_kernel(
 ):
     """Every batch of ``epoch_losses.shape[0]`` epochs; returns the final step count.
 
-    Epoch e walks ``orders[e % len(orders)]``; scratch is allocated once, here.
+    Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's rows
+    directly); scratch is allocated once, here.
     """
     n, d = X.shape
     if batch_size == 1 and code == OPT_SGD:
@@ -597,6 +675,8 @@ def _run_epochs_kernel(
             _update_kernel(theta, grad, slots, step, code, params, schedule_code, schedule_params)
             continue
         order = orders[e % orders.shape[0]]
+        if _is_identity(order):
+            order = in_order
         total = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)

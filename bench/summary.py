@@ -1,0 +1,102 @@
+"""Summarise a pytest-benchmark JSON: per group, every runner against the fastest, then the
+performance targets of the numba and jax backends on the large float64 problems.
+
+Usage: ``python bench/summary.py results/bench.json`` (``make bench`` runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+#: (what, numerator runner, denominator runner, group, bound): the ratio of median times
+#: ``numerator / denominator`` must satisfy ``ratio <= bound``.
+TARGETS = (
+    ("numba SGD >= 3x scikit-learn", "fastgd[numba]", "scikit-learn",
+     "fit|200000x100|float64|sgd1", 1 / 3),
+    ("numba full gradient <= 1.3x numpy X @ w", "fastgd[numba]", "numpy X @ w",
+     "loss_grad|2000000x32|float64|full", 1.3),
+    ("numba mini-batch Adam >= 5x numpy backend", "fastgd[numba]", "fastgd[numpy]",
+     "fit|200000x100|float64|mb64", 1 / 5),
+    ("jax mini-batch Adam >= 0.9x optax loop", "fastgd[jax]", "optax loop",
+     "fit|200000x100|float64|mb64", 1 / 0.9),
+    ("jax SGD >= 1.5x scikit-learn", "fastgd[jax]", "scikit-learn",
+     "fit|200000x100|float64|sgd1", 1 / 1.5),
+    ("jax full gradient <= 2.5x numpy X @ w", "fastgd[jax]", "numpy X @ w",
+     "loss_grad|2000000x32|float64|full", 2.5),
+)
+
+_PEER_NAMES = {
+    "test_sklearn_sgd": "scikit-learn",
+    "test_naive_numpy_sgd": "naive numpy loop",
+    "test_optax_loop": "optax loop",
+    "test_torch_loop": "torch loop",
+    "test_matvec_floor": "numpy X @ w",
+}
+
+
+def runner_of(bench: dict) -> str:
+    """Who ran: ``fastgd[<backend>]`` or the peer's name."""
+    if bench.get("extra_info", {}).get("runner"):
+        return bench["extra_info"]["runner"]
+    base = re.sub(r"\[.*", "", bench["name"])
+    if base in _PEER_NAMES:
+        return _PEER_NAMES[base]
+    return f"fastgd[{(bench.get('params') or {}).get('backend', '?')}]"
+
+
+def _fmt(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:8.3f} {unit:2s}"
+    return f"{seconds / 1e-9:8.1f} ns"
+
+
+def medians(report: dict) -> dict[str, dict[str, dict]]:
+    """group -> runner -> {"median", "compile_s"}."""
+    table: dict[str, dict[str, dict]] = {}
+    for bench in report["benchmarks"]:
+        entry = {
+            "median": bench["stats"]["median"],
+            "compile_s": bench.get("extra_info", {}).get("compile_s"),
+        }
+        table.setdefault(bench["group"], {})[runner_of(bench)] = entry
+    return table
+
+
+def print_groups(table: dict[str, dict[str, dict]]) -> None:
+    for group in sorted(table):
+        runners = table[group]
+        fastest = min(r["median"] for r in runners.values())
+        print(f"\n{group}")
+        for runner, entry in sorted(runners.items(), key=lambda kv: kv[1]["median"]):
+            compile_s = entry["compile_s"]
+            extra = "" if compile_s is None else f"   compile {compile_s:.2f} s"
+            print(f"  {runner:18s} {_fmt(entry['median'])}  x{entry['median'] / fastest:7.2f}"
+                  f"{extra}")
+
+
+def print_targets(table: dict[str, dict[str, dict]]) -> None:
+    print("\nTargets (large float64 problems, ratio of median times):")
+    for what, num, den, group, bound in TARGETS:
+        runners = table.get(group, {})
+        if num not in runners or den not in runners:
+            print(f"  {what:45s} not measured")
+            continue
+        ratio = runners[num]["median"] / runners[den]["median"]
+        verdict = "met" if ratio <= bound else "MISSED"
+        print(f"  {what:45s} {num} / {den} = {ratio:6.3f} (need <= {bound:.3f}): {verdict}")
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[1] if len(argv) > 1 else "results/bench.json")
+    table = medians(json.loads(path.read_text(encoding="utf-8")))
+    print_groups(table)
+    print_targets(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
