@@ -216,3 +216,19 @@ def test_check_grad_without_intercept_ignores_the_intercept(backend):
     X, y = problem("squared")
     coef = np.linspace(-1, 1, X.shape[1])
     assert fastgd.check_grad(X, y, coef, 0.0, fit_intercept=False, backend=backend) < 1e-7
+
+
+@pytest.mark.parametrize("batch_size", [None, 1], ids=["full", "sgd"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+def test_a_single_sample_and_feature(backend, name, batch_size):
+    """n = 1, d = 1: one update per epoch, whatever the batch mode."""
+    X, y = np.array([[2.0]]), np.array([3.0])
+    optimizer = {"sgd": fastgd.SGD(lr=0.1), "momentum": fastgd.SGD(lr=0.1, momentum=0.5),
+                 "adam": fastgd.Adam(lr=0.1)}[name]
+    result = fastgd.fit(X, y, optimizer=optimizer, batch_size=batch_size, epochs=3, seed=0,
+                        backend=backend)
+    theta, losses = ref.train([[2.0]], [3.0], [0.0, 0.0], [[0]] * 3, 1, model_for("squared"),
+                              lowered(optimizer))
+    assert result.n_updates == 3
+    assert rel_err(theta_of(result), theta) <= 1e-12
+    assert rel_err(result.loss_history, losses) <= 1e-12

@@ -176,10 +176,42 @@ def test_portable_program_matches_cpu_program(batch_size):
         with jax.enable_x64(True):
             out = jax_backend._epochs_program(
                 Xd, yd, th, step, slots, padded, np.int64(2), hyper,
-                static=jax_backend._model_static(model), opt_code=opt.code,
-                schedule_code=opt.schedule_code, batch_size=batch_size,
+                static=jax_backend._model_static(model), opt=jax_backend._opt_static(opt),
+                batch_size=batch_size,
                 block_rows=block_rows, single_cpu_kernel=not portable and batch_size < n,
             )  # fmt: skip
         results.append([np.asarray(a) for a in out])
     for fast, portable in zip(*results, strict=True):
         np.testing.assert_allclose(fast, portable, rtol=1e-12, atol=1e-15)
+
+
+_CACHE_SCRIPT = """
+import numpy as np, jax, fastgd
+X = np.arange(12.0).reshape(6, 2); y = X.sum(1)
+fastgd.fit(X, y, backend="jax", batch_size=2, epochs=1)
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+@pytest.mark.parametrize("user_configured", [False, True])
+def test_persistent_compilation_cache(tmp_path, user_configured):
+    """Programs land in $FASTGD_JAX_CACHE_DIR, unless the user configured jax's own cache."""
+    import os
+    import subprocess
+    import sys
+
+    ours, theirs = tmp_path / "fastgd", tmp_path / "user"
+    env = {**os.environ, "FASTGD_JAX_CACHE_DIR": str(ours), "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    if user_configured:  # the user's own settings, left as they are
+        env["JAX_COMPILATION_CACHE_DIR"] = str(theirs)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    used = theirs if user_configured else ours
+    assert out.stdout.strip().splitlines()[-1] == str(used)
+    assert used.is_dir() and any(used.iterdir())
+    if user_configured:
+        assert not ours.exists()
