@@ -31,8 +31,8 @@ def _dispatchers():
     }
 
 
-def _model(loss=Squared(), l2=0.0, l1=0.0, fit_intercept=True):
-    return lower_model(loss, l2, l1, fit_intercept)
+def _model(loss=None, l2=0.0, l1=0.0, fit_intercept=True):
+    return lower_model(loss or Squared(), l2, l1, fit_intercept)
 
 
 def _problem(n, d, dtype=np.float64, seed=0):
@@ -45,9 +45,12 @@ def _problem(n, d, dtype=np.float64, seed=0):
 
 def test_every_kernel_is_cached_and_keeps_nan_checks():
     kernels = _dispatchers()
-    assert {"_accumulate_rows", "_update_kernel", "_sgd_epochs", "_run_epochs_kernel"} <= set(
+    assert {"_accumulate_rows", "_blocks_parallel", "_update_kernel", "_sgd_epochs"} <= set(
         kernels
     )
+    for code in nb._RUN_EPOCHS:
+        kernels[f"run_epochs entry {code}"] = nb._RUN_EPOCHS[code]
+        kernels[f"loss_grad entry {code}"] = nb._LOSS_GRAD[code]
     for name, kernel in kernels.items():
         assert isinstance(kernel._cache, numba.core.caching.FunctionCache), name
         flags = kernel.targetoptions.get("fastmath", set())
@@ -56,19 +59,18 @@ def test_every_kernel_is_cached_and_keeps_nan_checks():
     assert _dispatchers()["_blocks_parallel"].targetoptions.get("parallel")
 
 
-def test_one_specialization_per_dtype_whatever_the_spec():
+def test_one_specialization_per_loss_and_dtype_whatever_the_rest():
     X, y = _problem(40, 3)
-    for loss, optimizer, batch in [
-        ("squared", "sgd", 1),
-        ("huber", "adam", 8),
-        ("squared", fastgd.SGD(lr=0.01, momentum=0.5), None),
-        ("squared", fastgd.AdaGrad(lr=fastgd.cosine(0.1, 50)), 4),
+    for optimizer, batch, penalty in [
+        ("sgd", 1, None),
+        ("adam", 8, "l2"),
+        (fastgd.SGD(lr=0.01, momentum=0.5), None, "elasticnet"),
+        (fastgd.AdaGrad(lr=fastgd.cosine(0.1, 50)), 4, "l1"),
     ]:
-        fastgd.fit(X, y, loss=loss, optimizer=optimizer, batch_size=batch, epochs=2,
-                   penalty="elasticnet", backend="numba")
-    float64_signatures = [
-        sig for sig in nb._run_epochs_kernel.signatures if sig[0].dtype == numba.float64
-    ]
+        fastgd.fit(X, y, loss=Huber(0.5), optimizer=optimizer, batch_size=batch, epochs=2,
+                   penalty=penalty, backend="numba")
+    entry = nb._RUN_EPOCHS[Huber.code]
+    float64_signatures = [sig for sig in entry.signatures if sig[0].dtype == numba.float64]
     assert len(float64_signatures) == 1
 
 
@@ -104,8 +106,8 @@ def test_parallel_gradient_equals_serial_bit_for_bit():
     theta = np.linspace(-0.5, 0.5, d + 1)
     model = _model(Huber(0.7), l2=0.01, l1=0.02)
     serial, parallel = np.empty(d + 1), np.empty(d + 1)
-    loss_serial = nb._loss_grad_kernel(X, y, theta, *nb._model_args(model), serial, 2**62)
-    loss_parallel = nb._loss_grad_kernel(X, y, theta, *nb._model_args(model), parallel, 0)
+    loss_serial = nb._loss_grad_into(X, y, theta, model, serial, parallel_min_work=2**62)
+    loss_parallel = nb._loss_grad_into(X, y, theta, model, parallel, parallel_min_work=0)
     assert nb._n_blocks(n) > 1
     assert loss_serial == loss_parallel
     np.testing.assert_array_equal(serial, parallel)
