@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--quick", action="store_true", help="small sizes, fewer runs (~20 s)")
     cmp.add_argument("--out", type=Path, metavar="DIR",
-                     help="write DIR/compare.json and DIR/compare.png")
+                     help="write DIR/compare.json, DIR/compare.md and DIR/compare.png")
     cmp.add_argument("--markdown", action="store_true", help="print the table as markdown")
     cmp.add_argument("--backends", type=_names("backend", list(BACKEND_MODULES)),
                      metavar="LIST", help="comma-separated backends (default: all available)")
@@ -159,7 +159,8 @@ def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(figure_summary(report))
     if args.out is not None:
         save_json(report, args.out / "compare.json")
-        print(f"wrote {args.out / 'compare.json'}")
+        (args.out / "compare.md").write_text(format_table(report, markdown=True) + "\n")
+        print(f"wrote {args.out / 'compare.json'} and compare.md")
         try:
             save_plot(report, args.out / "compare.png")
             print(f"wrote {args.out / 'compare.png'}")

@@ -381,7 +381,7 @@ _COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("GB/s", lambda r: f"{r['effective_gbs']:.3g}"),
     ("% bw", lambda r: _fmt_percent(r["pct_bandwidth"])),
     ("final loss", lambda r: f"{r['final_loss']:.6g}"),
-    ("max |Δθ| vs numpy", lambda r: _fmt_optional(r["max_abs_param_diff"], ".1e")),
+    ("max abs Δθ vs numpy", lambda r: _fmt_optional(r["max_abs_param_diff"], ".1e")),
 )
 
 

@@ -80,8 +80,10 @@ def test_compare_writes_sane_json_and_png(capsys, tmp_path):
     assert report["settings"]["problems"]["sgd"]["batch_size"] == 1
     png = (tmp_path / "compare.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    assert "problem" in out and "max |Δθ| vs numpy" in out
+    assert "problem" in out and "max abs Δθ vs numpy" in out
     assert f"wrote {tmp_path / 'compare.png'}" in out
+    markdown = (tmp_path / "compare.md").read_text()
+    assert markdown.count("\n| sgd | 128x4 |") == 2  # float32 and float64
 
 
 def test_compare_every_backend_agrees_with_numpy(capsys, tmp_path):

@@ -639,7 +639,7 @@ def _run_epochs_kernel(loss_code: int):
         code, params, schedule_code, schedule_params, epoch_losses, parallel_min_work,
     ):
         n, d = X.shape
-        if batch_size == 1 and code == OPT_SGD:
+        if batch_size == 1 and n > 1 and code == OPT_SGD:  # n = 1 is a full batch
             return _sgd_epochs(
                 X, y, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
                 params, schedule_code, schedule_params, epoch_losses,
