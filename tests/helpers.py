@@ -37,6 +37,26 @@ OPTIMIZERS = {
     "adamw": fastgd.AdamW(lr=0.05, b1=0.85, b2=0.995, eps=1e-8, weight_decay=0.1),
 }
 
+#: Schedules for whole training runs (15 updates): each one moves the rate visibly.
+SCHEDULES = {
+    "invscaling": fastgd.invscaling(0.08, power_t=0.4),
+    "exponential": fastgd.exponential(0.08, decay_rate=0.5, decay_steps=5),
+    "cosine": fastgd.cosine(0.08, decay_steps=9, final_fraction=0.1),
+}
+
+
+def covering_cases() -> list[tuple[str, str, str]]:
+    """(loss, optimizer, batch mode) triples where every loss meets every optimizer once.
+
+    Batch modes cycle along the 21 pairs; as 7 optimizers ≡ 1 (mod 3), every optimizer and
+    every loss also meets every batch mode. Used for the float32 runs, a third of the
+    full product (and of the jax programs to compile).
+    """
+    modes = list(BATCH_MODES)
+    pairs = [(loss, name) for loss in LOSSES for name in OPTIMIZERS]
+    return [(loss, name, modes[i % len(modes)]) for i, (loss, name) in enumerate(pairs)]
+
+
 #: float32 carries 24 bits: one rounding is at most 2**-24 ≈ 6e-8 relative.
 F32_EPS = float(np.finfo(np.float32).eps)
 

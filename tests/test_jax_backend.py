@@ -215,3 +215,34 @@ def test_persistent_compilation_cache(tmp_path, user_configured):
     assert used.is_dir() and any(used.iterdir())
     if user_configured:
         assert not ours.exists()
+
+
+def test_large_batches_fall_back_when_xla_refuses_the_single_kernel(monkeypatch):
+    """XLA:CPU (jaxlib 0.10) cannot emit a 4096-sample batch as one kernel: still correct."""
+    monkeypatch.setattr(jax_backend, "_SINGLE_KERNEL_MAX_BATCH", 10**9)
+    monkeypatch.setattr(jax_backend, "_single_kernel_refused", set())
+    X, y = _data(n=4096 + 100, d=3, seed=6)
+    kw = dict(optimizer="adam", batch_size=4096, epochs=2, seed=0)
+    res = fastgd.fit(X, y, backend="jax", **kw)
+    ref = fastgd.fit(X, y, backend="numpy", **kw)
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+
+
+def test_a_refused_single_kernel_is_not_retried(monkeypatch):
+    program = jax_backend._epochs_program
+    attempts = []
+
+    def refusing(*args, single_cpu_kernel, **static):
+        attempts.append(single_cpu_kernel)
+        if single_cpu_kernel:
+            raise jax.errors.JaxRuntimeError("UNIMPLEMENTED: Fusion kind not implemented on CPU")
+        return program(*args, single_cpu_kernel=False, **static)
+
+    monkeypatch.setattr(jax_backend, "_epochs_program", refusing)
+    monkeypatch.setattr(jax_backend, "_single_kernel_refused", set())
+    X, y = _data(n=40, seed=7)
+    for _ in range(2):
+        res = fastgd.fit(X, y, backend="jax", batch_size=8, epochs=2, seed=0)
+    assert attempts == [True, False, False]
+    ref = fastgd.fit(X, y, backend="numpy", batch_size=8, epochs=2, seed=0)
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from helpers import F32_EPS, LOSSES, OPTIMIZERS, PENALTIES, as_list, as_rows, pr
 import fastgd
 from fastgd.specs import learning_rate, lower_model, lower_optimizer, resolve_loss, resolve_penalty
 
+#: Schedules for a few single updates (short decay horizons, so that 7 steps see them move).
 SCHEDULES = {
     "constant": 0.05,
     "invscaling": fastgd.invscaling(0.08, power_t=0.4),
@@ -174,8 +176,6 @@ def run_updates(backend: str, optimizer, dtype, steps: int = 7):
 @pytest.mark.parametrize("schedule", SCHEDULES.values(), ids=SCHEDULES.keys())
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_update_matches_oracle(backend, dtype, name, schedule):
-    import dataclasses
-
     optimizer = dataclasses.replace(OPTIMIZERS[name], lr=schedule)
     theta, state, ref_theta, ref_state = run_updates(backend, optimizer, dtype)
     step, slots = state

@@ -21,6 +21,7 @@ from helpers import (
     LOSSES,
     OPTIMIZERS,
     PENALTIES,
+    covering_cases,
     problem,
     rel_err,
     theta_of,
@@ -69,9 +70,7 @@ def test_float64_parity_with_numpy(other, loss, penalty, name, mode, shuffle):
     assert rel_err(losses, ref_losses) <= F64_RTOL.get(other, 1e-10)
 
 
-@pytest.mark.parametrize("mode", BATCH_MODES, ids=str)
-@pytest.mark.parametrize("name", OPTIMIZERS)
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize(("loss", "name", "mode"), covering_cases())
 @pytest.mark.parametrize("other", OTHERS)
 def test_float32_parity_with_numpy(other, loss, name, mode):
     theta, losses, _ = run(other, loss, "elasticnet", name, mode, True, "float32")

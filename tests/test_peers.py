@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import BATCH_MODES, EPOCHS, OPTIMIZERS, problem, rel_err, theta_of
+from helpers import BATCH_MODES, EPOCHS, OPTIMIZERS, SCHEDULES, problem, rel_err, theta_of
 
 import fastgd
 
@@ -158,12 +158,6 @@ def test_optimizer_trajectory_equals_optax(backend, name, loss):
                         epochs=EPOCHS, seed=SEED, backend=backend)
     assert rel_err(theta_of(result), expected) <= 1e-10
 
-
-SCHEDULES = {
-    "invscaling": fastgd.invscaling(0.08, power_t=0.4),
-    "exponential": fastgd.exponential(0.08, decay_rate=0.5, decay_steps=5),
-    "cosine": fastgd.cosine(0.08, decay_steps=9, final_fraction=0.1),
-}
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES.values(), ids=SCHEDULES.keys())

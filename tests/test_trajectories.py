@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import reference as ref
@@ -14,8 +16,10 @@ from helpers import (
     LOSSES,
     OPTIMIZERS,
     PENALTIES,
+    SCHEDULES,
     as_list,
     as_rows,
+    covering_cases,
     lowered,
     model_for,
     problem,
@@ -73,9 +77,7 @@ def test_trajectory_matches_oracle_float64(backend, loss, penalty, name, mode):
 F32_TRAJECTORY_RTOL = 250 * F32_EPS
 
 
-@pytest.mark.parametrize("mode", BATCH_MODES, ids=str)
-@pytest.mark.parametrize("name", OPTIMIZERS)
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize(("loss", "name", "mode"), covering_cases())
 def test_trajectory_matches_oracle_float32(backend, loss, name, mode):
     X, y = problem(loss, np.float32)
     kwargs = dict(loss=loss, optimizer=OPTIMIZERS[name], batch_size=BATCH_MODES[mode],
@@ -100,18 +102,10 @@ def test_unshuffled_trajectory_without_intercept_matches_oracle(backend, loss, m
     assert rel_err(result.loss_history, losses) <= 1e-10
 
 
-SCHEDULES = {
-    "invscaling": fastgd.invscaling(0.08, power_t=0.4),
-    "exponential": fastgd.exponential(0.08, decay_rate=0.5, decay_steps=5),
-    "cosine": fastgd.cosine(0.08, decay_steps=9, final_fraction=0.1),
-}
-
 
 @pytest.mark.parametrize("schedule", SCHEDULES.values(), ids=SCHEDULES.keys())
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_schedule_trajectory_matches_oracle(backend, name, schedule):
-    import dataclasses
-
     X, y = problem("huber")
     optimizer = dataclasses.replace(OPTIMIZERS[name], lr=schedule)
     kwargs = dict(loss="huber", optimizer=optimizer, batch_size=BATCH_MODES["mini"],

@@ -662,12 +662,41 @@ def run_epochs(
             (X, y, theta, np.int64(step) if isinstance(step, int) else step, slots),
             _device_of(X),
         )
-        theta, step, slots, losses = _epochs_program(
+        args = (
             X, y, theta, step, slots,
             _padded_epochs(orders, batch_size >= n), np.int64(n_epochs), hyper,
+        )  # fmt: skip
+        static = dict(
             static=_model_static(model), opt=_opt_static(opt), batch_size=batch_size,
             block_rows=_block_rows(n, X.shape[1], np.dtype(X.dtype).itemsize, on_cpu),
-            single_cpu_kernel=on_cpu and batch_size < n,
         )  # fmt: skip
+        theta, step, slots, losses = _run_program(args, static, on_cpu and batch_size < n)
         epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
     return theta, (step, slots), epoch_losses
+
+
+#: Largest mini-batch run as a single CPU kernel. Beyond it the dispatch overhead the
+#: single kernel saves is small next to the batch's own work, and XLA:CPU's single-kernel
+#: emitter does not support every fusion it then chooses (seen from 4096 samples on).
+_SINGLE_KERNEL_MAX_BATCH = 1024
+
+#: Configurations whose single-kernel compilation XLA:CPU refused (run as plain programs).
+_single_kernel_refused: set[tuple] = set()
+
+
+def _run_program(args: tuple, static: dict, mini_batch_on_cpu: bool):
+    """Call :func:`_epochs_program`, as a single CPU kernel when that is possible."""
+    key = (tuple(static.items()), args[0].shape, str(args[0].dtype))
+    single = (
+        mini_batch_on_cpu
+        and static["batch_size"] <= _SINGLE_KERNEL_MAX_BATCH
+        and key not in _single_kernel_refused
+    )
+    if single:
+        try:
+            return _epochs_program(*args, **static, single_cpu_kernel=True)
+        except jax.errors.JaxRuntimeError as exc:  # raised by the compiler, before any work
+            if "UNIMPLEMENTED" not in str(exc):
+                raise
+            _single_kernel_refused.add(key)
+    return _epochs_program(*args, **static, single_cpu_kernel=False)
