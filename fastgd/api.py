@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable
@@ -189,7 +190,7 @@ def _validate(
         if not isinstance(flag, bool | np.bool_):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     if tol is not None:
-        is_real = isinstance(tol, int | float) and not isinstance(tol, bool)
+        is_real = isinstance(tol, numbers.Real) and not isinstance(tol, bool | np.bool_)
         if not is_real or not math.isfinite(tol):
             raise ValueError(f"tol must be None or a finite real number, got {tol!r}")
     check_int("n_iter_no_change", n_iter_no_change, 1)

@@ -84,6 +84,7 @@ BAD_INPUTS = [
     ("intercept_init_without_intercept", dict(intercept_init=1.0, fit_intercept=False),
      ValueError, ["intercept_init", "fit_intercept"]),
     ("tol_nan", dict(tol=float("nan")), ValueError, ["tol", "nan"]),
+    ("tol_str", dict(tol="small"), ValueError, ["tol", "small"]),
     ("n_iter_no_change_0", dict(tol=1e-3, n_iter_no_change=0), ValueError,
      ["n_iter_no_change", "0"]),
     ("callback_not_callable", dict(callback=3), TypeError, ["callback", "3"]),
@@ -218,6 +219,18 @@ def test_ints_and_bools_become_float64(backend, kind):
     expected = fastgd.fit(Xi.astype(np.float64), np.round(y), epochs=2, backend=backend)
     assert result.coef.dtype == np.float64
     assert rel_err(theta_of(result), theta_of(expected)) == 0.0
+
+
+def test_numpy_scalars_are_accepted_as_numbers(backend):
+    X, y = data()
+    result = fastgd.fit(X, y, lr=np.float32(0.01), batch_size=np.int64(4), epochs=np.int32(3),
+                        penalty="elasticnet", alpha=np.float32(1e-3), l1_ratio=np.float64(0.5),
+                        tol=np.float32(1e-9), n_iter_no_change=np.int16(2), seed=0,
+                        backend=backend)
+    expected = fastgd.fit(X, y, lr=float(np.float32(0.01)), batch_size=4, epochs=3,
+                          penalty="elasticnet", alpha=float(np.float32(1e-3)), l1_ratio=0.5,
+                          tol=1e-9, n_iter_no_change=2, seed=0, backend=backend)
+    np.testing.assert_array_equal(theta_of(result), theta_of(expected))
 
 
 def test_lists_are_accepted(backend):

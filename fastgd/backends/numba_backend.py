@@ -24,13 +24,19 @@ How the kernels differ from numpy's:
   dtype (float32 in, float32 out).
 - **Specs as numbers.** The kernels take the int codes and float parameters of
   :class:`~fastgd.specs.LoweredModel` / :class:`~fastgd.specs.LoweredOptimizer` as plain
-  scalars and float64 arrays, so each kernel is compiled once per dtype, and cached
-  on disk (``cache=True``; ``NUMBA_CACHE_DIR`` chooses where).
+  scalars and float64 arrays. Only the loss code is a compile-time constant (one entry
+  point per loss, see :func:`_for_each_loss`), so the training loop is compiled at most
+  3 losses x 2 dtypes times, lazily, and cached on disk (``cache=True``;
+  ``NUMBA_CACHE_DIR`` chooses where).
+- **Prefetch hints.** Rows gathered through a shuffled order are prefetched a few
+  kilobytes ahead (an ``llvm.prefetch`` intrinsic), which hides part of the memory
+  latency of random rows.
 - **fastmath without nnan/ninf.** Reassociation (vectorised sums), contraction (FMA),
   reciprocal approximation and signed-zero freedom only, so a NaN or an infinity
   produced by a diverging run still propagates to the loss that ``fit`` checks.
 - **Per-sample SGD** (batch size 1, the SGD optimizer) has its own tight loop that fuses
-  the dot product, the loss and the update of each sample.
+  the dot product, the loss and the update of each sample (without momentum or penalty,
+  the update of one sample and the dot product of the next share one loop).
 """
 
 from __future__ import annotations
@@ -181,8 +187,8 @@ def _prefetch_row(X, i):
 
 @njit(**_JIT)
 def _is_identity(order) -> bool:
-    """Whether ``order`` is 0, 1, 2, …: such an epoch reads X's rows directly (no gather,
-    no prefetch hints; the hardware prefetcher streams them)."""
+    """Whether ``order`` is 0, 1, 2, …: the mini-batches of such an epoch read X's rows
+    directly, without gather or prefetch hints."""
     for k in range(order.shape[0]):
         if order[k] != k:
             return False
