@@ -7,18 +7,9 @@ backend runs (and fails) as its own test id.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-import fastgd
-
-#: ``FASTGD_TEST_BACKENDS=numpy,jax pytest`` narrows the run to some backends.
-_only = os.environ.get("FASTGD_TEST_BACKENDS")
-BACKENDS = [
-    name for name in fastgd.available_backends() if not _only or name in _only.split(",")
-]
+from helpers import BACKENDS
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS, scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import fastgd
@@ -11,6 +13,13 @@ from fastgd.specs import (
     lower_optimizer,
     resolve_loss,
 )
+
+#: Backends under test: every one that imports; ``FASTGD_TEST_BACKENDS=numpy,jax pytest``
+#: narrows the run to some of them.
+_ONLY = os.environ.get("FASTGD_TEST_BACKENDS")
+BACKENDS = [
+    name for name in fastgd.available_backends() if not _ONLY or name in _ONLY.split(",")
+]
 
 #: The small problem every trajectory test uses, fixed so that the jax backend compiles
 #: one program per configuration and reuses it across the test matrix.

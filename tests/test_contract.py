@@ -7,8 +7,7 @@ import inspect
 
 import numpy as np
 import pytest
-from conftest import BACKENDS
-from helpers import lowered, model_for, problem
+from helpers import BACKENDS, lowered, model_for, problem
 
 import fastgd
 from fastgd.backends import BACKEND_MODULES, CONTRACT

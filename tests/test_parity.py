@@ -11,9 +11,9 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import BACKENDS
 from helpers import (
     ALPHA,
+    BACKENDS,
     BATCH_MODES,
     EPOCHS,
     F32_EPS,
