@@ -105,11 +105,41 @@ class OptaxLoop:
         self._train = jax.jit(train)
 
     def __call__(self) -> np.ndarray:
-        """Train from zero; returns (coef..., intercept) in X's dtype, on the host."""
+        """Train from zero on the data already on the device.
+
+        Returns
+        -------
+        ndarray, shape (d + 1,)
+            Weights then intercept in X's dtype, on the host.
+        """
         with self._jax.enable_x64(self._x64):
-            params, losses = self._train(self._params, self._X, self._y, self._batches)
-            losses.block_until_ready()
-            return np.append(np.asarray(params["w"]), np.asarray(params["b"]))
+            return self._run(self._X, self._y, self._batches)
+
+    def from_host(self, X: np.ndarray, y: np.ndarray, orders: np.ndarray) -> np.ndarray:
+        """Train from zero on host arrays: moving X, y and the order to the device included.
+
+        The same end-to-end work as ``fastgd.fit`` on numpy arrays (the program is the one
+        compiled by the first call).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, d); y : ndarray, shape (n,); orders : ndarray, shape (E, n)
+            The arrays the loop was built with.
+
+        Returns
+        -------
+        ndarray, shape (d + 1,)
+            Weights then intercept in X's dtype, on the host.
+        """
+        jnp = self._jax.numpy
+        with self._jax.enable_x64(self._x64):
+            batches = orders.reshape(-1, self._batches.shape[1])
+            return self._run(jnp.asarray(X), jnp.asarray(y), jnp.asarray(batches))
+
+    def _run(self, X, y, batches) -> np.ndarray:
+        params, losses = self._train(self._params, X, y, batches)
+        losses.block_until_ready()
+        return np.append(np.asarray(params["w"]), np.asarray(params["b"]))
 
 
 def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray:

@@ -10,15 +10,22 @@ plain ``pytest``) and 200,000 x 100 (memory-bound, ``slow``):
 
 On the large shape these are the target problems of the numba and jax backends. Peers run
 the same data, batch order and algorithm: scikit-learn (sgd1), a jitted optax loop over
-``lax.scan`` (all modes), a plain PyTorch loop (all modes, when torch is installed) and the
-naive per-sample numpy loop (sgd1). Every final parameter vector is checked against the
-float64 reference of ``benchutil.reference_fit``.
+``lax.scan`` (all modes; also timed "from host", moving X, y and the order to the device
+inside the timed call, the same end-to-end work as ``fit``), a plain PyTorch loop (all
+modes, when torch is installed) and the naive per-sample numpy loop (sgd1). Every final
+parameter vector is checked against the float64 reference of ``benchutil.reference_fit``.
+
+``fastgd.fit`` is timed from host numpy arrays, input checks and the host-to-device copy
+included. For mini-batch Adam and batch-1 SGD, ``fastgd[jax] run_epochs`` also times the jax
+backend's training loop alone, on data already on the device, like the optax loop's
+default timing.
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from benchutil import (
     DTYPES,
@@ -35,6 +42,8 @@ from benchutil import (
     time_first_call,
 )
 from peers import OptaxLoop, naive_numpy_sgd, sklearn_sgd, torch_loop
+
+from fastgd.specs import Squared, lower_model, lower_optimizer
 
 dtypes = pytest.mark.parametrize("dtype", DTYPES)
 sizes = pytest.mark.parametrize("size", size_params(FIT_SHAPES))
@@ -62,6 +71,33 @@ def test_fit(benchmark, backend, size, mode_name, dtype):
         heavy_seconds=benchmark.extra_info.get("first_call_s", expected.get(size, 0.0)),
     )
     assert_close(theta, reference, dtype, TOL_FIT, f"fastgd {backend} {mode_name}")
+    assert theta.dtype == X.dtype, "dtype in must be dtype out"
+
+
+@dtypes
+@pytest.mark.parametrize("mode_name", ["mb64", "sgd1"])
+@sizes
+def test_jax_run_epochs(benchmark, size, mode_name, dtype):
+    """The jax backend's ``run_epochs`` alone, X and y already on the device."""
+    pytest.importorskip("jax")
+    from fastgd.backends import jax_backend as jb
+
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "fastgd[jax] run_epochs")
+    n, d = X.shape
+    Xb, yb, theta0 = jb.prepare(X, y, np.zeros(d + 1, dtype=X.dtype))
+    orders = mode.orders(n)
+    model = lower_model(Squared(), 0.0, 0.0, True)
+    opt = lower_optimizer(mode.optimizer)
+
+    def run():
+        theta, _, _ = jb.run_epochs(
+            Xb, yb, theta0, jb.init_state(theta0, opt), orders, mode.batch(n), model, opt
+        )
+        return np.asarray(theta)
+
+    time_first_call(benchmark, run)
+    theta = run_benchmark(benchmark, run, heavy_seconds=benchmark.extra_info["first_call_s"])
+    assert_close(theta, reference, dtype, TOL_FIT, f"jax run_epochs {mode_name}")
     assert theta.dtype == X.dtype, "dtype in must be dtype out"
 
 
@@ -97,6 +133,21 @@ def test_optax_loop(benchmark, size, mode_name, dtype):
     time_first_call(benchmark, loop)
     theta = run_benchmark(benchmark, loop, heavy_seconds=benchmark.extra_info["first_call_s"])
     assert_close(theta, reference, dtype, TOL_FIT, f"optax {mode.opt} loop")
+
+
+@dtypes
+@pytest.mark.parametrize("mode_name", ["mb64", "sgd1"])
+@sizes
+def test_optax_loop_from_host(benchmark, size, mode_name, dtype):
+    """The optax loop, with X, y and the order moved to the device inside the timed call."""
+    pytest.importorskip("optax")
+    X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "optax loop from host")
+    orders = mode.orders(X.shape[0])
+    loop = OptaxLoop(X, y, orders, mode.batch(X.shape[0]), mode.opt, mode.lr)
+    run = lambda: loop.from_host(X, y, orders)  # noqa: E731
+    time_first_call(benchmark, run)
+    theta = run_benchmark(benchmark, run, heavy_seconds=benchmark.extra_info["first_call_s"])
+    assert_close(theta, reference, dtype, TOL_FIT, f"optax {mode.opt} loop from host")
 
 
 @dtypes

@@ -500,8 +500,42 @@ def prepare(
         If ``device`` is not one of the above or not present on this machine.
     """
     target = _resolve_device(device)
+    if target.platform == "cpu":
+        X, y, theta = (_cpu_aligned(a) for a in (X, y, theta))
     with _x64():
         return tuple(jax.device_put(a, target) for a in (X, y, theta))
+
+
+#: Alignment (bytes) at which jax on a CPU uses a numpy buffer as it is instead of copying.
+_CPU_ALIGNMENT = 64
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zero-filled C-contiguous array whose buffer starts at a ``_CPU_ALIGNMENT`` boundary.
+
+    Its memory comes from ``np.zeros``, so pages never written cost nothing.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.zeros(nbytes + _CPU_ALIGNMENT, dtype=np.uint8)
+    offset = -buffer.ctypes.data % _CPU_ALIGNMENT
+    return buffer[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+def _cpu_aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if jax can use its buffer on a CPU, else an aligned copy of it.
+
+    ``jax.device_put`` of a numpy array that is not 64-byte aligned (large numpy arrays
+    usually start 16 bytes past a page) copies it element by element into a new buffer;
+    copying it here with numpy into an aligned buffer, which jax then uses as it is, is
+    about three times faster (measured on a 160 MB float64 ``X``: 26 ms against 85 ms).
+    The copy is private to the fit, so later changes to ``a`` cannot reach it.
+    """
+    if not isinstance(a, np.ndarray) or a.ctypes.data % _CPU_ALIGNMENT == 0:
+        return a
+    out = _aligned_empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def loss_grad(
@@ -595,16 +629,18 @@ def update(
 def _padded_epochs(orders: np.ndarray, full_batch: bool) -> np.ndarray:
     """``orders`` as int32 with its epoch count rounded up to a power of two.
 
-    The padding rows repeat the first epoch and are never run; with a full batch the
-    order is not used, so only a (E', 0) placeholder travels to the device.
+    The padding rows are zeros that are never run. The buffer is aligned, so on a CPU
+    jax uses it in place: the padding rows are pages that nothing ever writes or reads,
+    and cost neither time nor memory traffic. With a full batch the order is not used, so only a (E', 0)
+    placeholder travels to the device.
     """
     n_epochs, n = orders.shape
     padded = 1 << (n_epochs - 1).bit_length()
     if full_batch:
         return np.zeros((padded, 0), dtype=np.int32)
-    out = np.empty((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
+    dtype = np.int32 if n < 2**31 else np.int64
+    out = _aligned_empty((padded, n), dtype)
     out[:n_epochs] = orders
-    out[n_epochs:] = orders[0]
     return out
 
 
