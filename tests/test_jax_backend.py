@@ -42,6 +42,45 @@ def test_float64_is_not_downcast():
     np.testing.assert_array_equal(np.asarray(Xd), X)
 
 
+def _unaligned_copy(a: np.ndarray, offset: int = 16) -> np.ndarray:
+    """A copy of ``a`` whose buffer starts ``offset`` bytes past a 64-byte boundary."""
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data % 64) + offset
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepare_unaligned_input_gives_a_private_aligned_copy(dtype):
+    """On a CPU an unaligned X is copied once into an aligned buffer the fit owns."""
+    X, y = _data(dtype, n=200, d=6)
+    Xu, yu = _unaligned_copy(X), _unaligned_copy(y)
+    assert Xu.ctypes.data % 64 == 16
+    Xd, yd, theta = jax_backend.prepare(Xu, yu, np.zeros(7, dtype), "cpu")
+    assert Xd.dtype == yd.dtype == theta.dtype == dtype
+    assert Xd.unsafe_buffer_pointer() % 64 == 0 and yd.unsafe_buffer_pointer() % 64 == 0
+    Xu[...] = -1.0  # the caller's arrays are not shared with the prepared ones
+    yu[...] = -1.0
+    np.testing.assert_array_equal(np.asarray(Xd), X)
+    np.testing.assert_array_equal(np.asarray(yd), y)
+    res = fastgd.fit(_unaligned_copy(X), _unaligned_copy(y), backend="jax", epochs=2)
+    ref = fastgd.fit(X, y, backend="numpy", epochs=2)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=rtol)
+
+
+@pytest.mark.parametrize("n_epochs", [1, 3, 4, 5])
+def test_padded_epochs_keeps_the_orders_and_pads_to_a_power_of_two(n_epochs):
+    n = 37
+    orders = np.stack([np.random.default_rng(e).permutation(n) for e in range(n_epochs)])
+    padded = jax_backend._padded_epochs(orders, False)
+    assert padded.shape == (1 << (n_epochs - 1).bit_length(), n)
+    assert padded.dtype == np.int32 and padded.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(padded[:n_epochs], orders)
+    assert jax_backend._padded_epochs(orders, True).shape == (padded.shape[0], 0)
+
+
 def test_float32_in_float32_out():
     X, y = _data(np.float32)
     model = LoweredModel(LOSS_SQUARED, 0.0, 0.01, 0.0, True)
@@ -246,3 +285,4 @@ def test_a_refused_single_kernel_is_not_retried(monkeypatch):
     assert attempts == [True, False, False]
     ref = fastgd.fit(X, y, backend="numpy", batch_size=8, epochs=2, seed=0)
     np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+
