@@ -406,8 +406,9 @@ def check_grad(
         plus, minus = theta.copy(), theta.copy()
         plus[i] += h
         minus[i] -= h
-        f_plus = kernels.loss_grad(Xb, yb, kernels.prepare(X, y, plus, None)[2], model)[0]
-        f_minus = kernels.loss_grad(Xb, yb, kernels.prepare(X, y, minus, None)[2], model)[0]
+        # Xb, yb are already placed, so prepare() only moves the perturbed theta.
+        f_plus = kernels.loss_grad(Xb, yb, kernels.prepare(Xb, yb, plus, None)[2], model)[0]
+        f_minus = kernels.loss_grad(Xb, yb, kernels.prepare(Xb, yb, minus, None)[2], model)[0]
         numeric[i] = (float(f_plus) - float(f_minus)) / (float(plus[i]) - float(minus[i]))
     scale = max(float(np.linalg.norm(numeric)), np.finfo(np.float64).tiny)
     return float(np.linalg.norm(grad - numeric)) / scale
