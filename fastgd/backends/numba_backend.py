@@ -246,26 +246,29 @@ def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
 
 
 @njit(**_JIT)
+def _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial):
+    """Sum block ``blk`` of the ``n_blocks`` equal blocks of the m positions from ``start``
+    into ``partial[blk]``. Serial and parallel both call it, so their partials are equal."""
+    acc = partial[blk]
+    acc[:] = 0.0
+    lo = start + blk * m // n_blocks
+    hi = start + (blk + 1) * m // n_blocks
+    _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc)
+
+
+@njit(**_JIT)
 def _blocks_serial(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial):
     """Sum each of the ``n_blocks`` equal blocks of the m positions from ``start`` into its
     row of ``partial``, one block after the other."""
     for blk in range(n_blocks):
-        acc = partial[blk]
-        acc[:] = 0.0
-        lo = start + blk * m // n_blocks
-        hi = start + (blk + 1) * m // n_blocks
-        _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc)
+        _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial)
 
 
 @njit(parallel=True, **_JIT)
 def _blocks_parallel(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial):
     """:func:`_blocks_serial` with the blocks spread over numba's threads (same partials)."""
     for blk in prange(n_blocks):
-        acc = partial[blk]
-        acc[:] = 0.0
-        lo = start + blk * m // n_blocks
-        hi = start + (blk + 1) * m // n_blocks
-        _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc)
+        _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial)
 
 
 @njit(**_JIT)
