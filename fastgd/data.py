@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._rows import map_row_ranges
+
 __all__ = [
     "check_X",
     "check_X_y",
@@ -43,11 +45,25 @@ def _as_real_array(name: str, value: object) -> np.ndarray:
     )
 
 
+def _is_finite_sum(a: np.ndarray) -> bool:
+    """True if the float64 sum of ``a`` is finite, which proves every entry is.
+
+    One pass over memory, split by rows across threads for large arrays. A false answer
+    is not proof of a bad entry (huge finite values can overflow the sum).
+    """
+
+    def rows_sum(start: int, stop: int) -> np.float64:
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread: set it here
+            return a[start:stop].sum(dtype=np.float64)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(map_row_ranges(rows_sum, a))))
+
+
 def _check_finite(name: str, a: np.ndarray) -> None:
     """Raise naming the first non-finite entry; a finite sum (one cheap pass) proves none."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(a.sum(dtype=np.float64)):
-            return
+    if a.ndim and _is_finite_sum(a):
+        return
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         where = tuple(int(i) for i in bad)
