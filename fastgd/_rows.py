@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["MIN_PARALLEL_BYTES", "row_ranges", "map_row_ranges"]
+__all__ = ["MIN_PARALLEL_BYTES", "usable_cpus", "row_ranges", "map_row_ranges"]
 
 T = TypeVar("T")
 
@@ -29,20 +29,31 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
+def _forget_pool_after_fork() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _thread_pool() -> ThreadPoolExecutor:
-    """The process's pool of worker threads, created on first use."""
+    """The process's pool of worker threads, created on first use (again after a fork)."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
-                max_workers=min(_usable_cpus(), 8), thread_name_prefix="fastgd-rows"
+                max_workers=min(usable_cpus(), 8), thread_name_prefix="fastgd-rows"
             )
         return _pool
 
@@ -62,7 +73,7 @@ def row_ranges(a: np.ndarray) -> list[tuple[int, int]]:
         than :data:`MIN_PARALLEL_BYTES` or has fewer than two rows.
     """
     n = a.shape[0]
-    parts = min(_usable_cpus(), 8, max(1, a.nbytes // MIN_PARALLEL_BYTES), max(n, 1))
+    parts = min(usable_cpus(), 8, max(1, a.nbytes // MIN_PARALLEL_BYTES), max(n, 1))
     bounds = np.linspace(0, n, parts + 1).round().astype(np.int64)
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 

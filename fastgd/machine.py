@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from ._rows import usable_cpus
+
 __all__ = [
     "cpu_model",
     "describe_machine",
@@ -60,7 +62,7 @@ def library_versions() -> dict[str, str | None]:
 
 def thread_counts() -> dict[str, object]:
     """Threads each library may use: CPUs usable by this process, numba's, BLAS's."""
-    counts: dict[str, object] = {"cpus_usable": _usable_cpus()}
+    counts: dict[str, object] = {"cpus_usable": usable_cpus()}
     try:
         import numba
 
@@ -82,13 +84,6 @@ def thread_counts() -> dict[str, object]:
     except ImportError:
         counts["blas"] = None
     return counts
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def numba_cache_dir() -> str:

@@ -7,6 +7,10 @@ single-core machine, so the threaded path is what is tested everywhere.
 
 from __future__ import annotations
 
+import os
+import time
+import warnings
+
 import numpy as np
 import pytest
 
@@ -20,7 +24,7 @@ ROWS_FOR_TWO_RANGES = 2 * _rows.MIN_PARALLEL_BYTES // (8 * 8) + 3  # float64, 8 
 @pytest.fixture
 def four_cpus(monkeypatch):
     """Pretend the machine has four usable cores, so large arrays are split."""
-    monkeypatch.setattr(_rows, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(_rows, "usable_cpus", lambda: 4)
 
 
 def _large(n_rows: int = ROWS_FOR_TWO_RANGES, d: int = 8) -> np.ndarray:
@@ -46,7 +50,7 @@ def test_ranges_cover_every_row_once_in_order(extra_rows):
 
 
 def test_one_range_per_core_at_most(monkeypatch):
-    monkeypatch.setattr(_rows, "_usable_cpus", lambda: 1)
+    monkeypatch.setattr(_rows, "usable_cpus", lambda: 1)
     assert len(_rows.row_ranges(np.zeros((10 * ROWS_FOR_TWO_RANGES, 8)))) == 1
 
 
@@ -126,7 +130,39 @@ def test_fit_on_a_large_problem_is_unchanged_by_the_threads(monkeypatch, backend
     X = X[:, :7]  # a strided view: check_X makes it contiguous, jax then copies it aligned
     results = []
     for cpus in (1, 4):
-        monkeypatch.setattr(_rows, "_usable_cpus", lambda cpus=cpus: cpus)
+        monkeypatch.setattr(_rows, "usable_cpus", lambda cpus=cpus: cpus)
         fit = fastgd.fit(X, y, optimizer="adam", batch_size=4096, epochs=1, seed=0, backend=backend)
         results.append(fit.coef)
     np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.usefixtures("four_cpus")
+def test_threaded_check_works_in_a_forked_child():
+    """A child forked after the pool started gets a new pool (the old threads are gone)."""
+    X = _large()
+    check_X(X)  # the parent's worker threads now exist
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jax warns about forking a multithreaded process
+        pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if both checks behave
+        code = 1
+        try:
+            check_X(X)
+            X[X.shape[0] - 1, 1] = np.nan
+            try:
+                check_X(X)
+            except ValueError:
+                code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the finite check hung in a forked child")
