@@ -303,8 +303,9 @@ _penalty_value_and_grad = jax.value_and_grad(_penalty_term, has_aux=True)
 
 #: Bytes of ``X`` per row block of the blocked full-batch gradient on a CPU: small enough
 #: that the block is still in the last-level cache when the backward pass reads it again,
-#: large enough that XLA:CPU's per-block work (two multi-threaded products, each a
-#: dispatch and a join of its threads) stays small next to reading the block. Measured
+#: large enough that XLA:CPU's per-block work (it copies the block into a scratch buffer,
+#: then runs two multi-threaded products on it, each a dispatch and a join of its
+#: threads) stays small next to reading the block from memory. Measured
 #: on a 2-core AMD EPYC with 32 MiB of L3, gradient of 2,000,000 x 32 float64, each size
 #: in a fresh process: 1-4 MiB 50-62 ms, 5-6 MiB 40-47 ms, 8 MiB 44-49 ms, 24 MiB 63-71 ms
 #: (numpy's ``X @ w``: 20-24 ms).
