@@ -248,7 +248,7 @@ def _loss_sum(
 
     Returns
     -------
-    total : 0-d array, dtype of ``theta``
+    total : 0-d array, dtype of ``w``
         What is differentiated; ``b`` gets no gradient when the intercept is not fitted.
     total64 : 0-d float64 array
         The same sum accumulated in float64 (``total`` itself for float64 data).
@@ -283,7 +283,7 @@ def _objective(
 
     Returns
     -------
-    objective : 0-d array, dtype of ``theta``
+    objective : 0-d array, dtype of ``w``
         What is differentiated.
     report : 0-d float64 array
         The same quantity with the mean and the penalty summed in float64, as the numpy
