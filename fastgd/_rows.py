@@ -25,6 +25,9 @@ T = TypeVar("T")
 #: Smallest array split across threads, and the smallest share a thread is given.
 MIN_PARALLEL_BYTES = 16 * 2**20
 
+#: Most threads a pass is split across (beyond it, memory bandwidth is the limit anyway).
+MAX_THREADS = 8
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -35,6 +38,11 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _thread_count() -> int:
+    """Threads a large pass is split across: one per usable core, at most MAX_THREADS."""
+    return min(usable_cpus(), MAX_THREADS)
 
 
 def _forget_pool_after_fork() -> None:
@@ -53,7 +61,7 @@ def _thread_pool() -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
-                max_workers=min(usable_cpus(), 8), thread_name_prefix="fastgd-rows"
+                max_workers=_thread_count(), thread_name_prefix="fastgd-rows"
             )
         return _pool
 
@@ -73,7 +81,7 @@ def row_ranges(a: np.ndarray) -> list[tuple[int, int]]:
         than :data:`MIN_PARALLEL_BYTES` or has fewer than two rows.
     """
     n = a.shape[0]
-    parts = min(usable_cpus(), 8, max(1, a.nbytes // MIN_PARALLEL_BYTES), max(n, 1))
+    parts = min(_thread_count(), max(1, a.nbytes // MIN_PARALLEL_BYTES), max(n, 1))
     bounds = np.linspace(0, n, parts + 1).round().astype(np.int64)
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 

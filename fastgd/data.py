@@ -61,8 +61,11 @@ def _is_finite_sum(a: np.ndarray) -> bool:
 
 
 def _check_finite(name: str, a: np.ndarray) -> None:
-    """Raise naming the first non-finite entry; a finite sum (one cheap pass) proves none."""
-    if a.ndim and _is_finite_sum(a):
+    """Raise naming the first non-finite entry of ``a`` (at least 1-D).
+
+    A finite sum (one cheap pass) proves there is none.
+    """
+    if _is_finite_sum(a):
         return
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]

@@ -596,9 +596,6 @@ def _cpu_aligned(a: np.ndarray) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.ctypes.data % _CPU_ALIGNMENT == 0:
         return a
     out = _aligned_empty(a.shape, a.dtype)
-    if a.ndim == 0:
-        out[...] = a
-        return out
     map_row_ranges(lambda start, stop: np.copyto(out[start:stop], a[start:stop]), a)
     return out
 
