@@ -13,12 +13,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backends import get_backend
-from .data import check_int, check_vector, check_X, check_X_y, epoch_orders
+from .data import (
+    check_int,
+    check_sample_weight,
+    check_targets,
+    check_X,
+    epoch_orders,
+)
 from .specs import (
     Logistic,
     Loss,
     LoweredModel,
     LoweredOptimizer,
+    ModifiedHuber,
+    Multinomial,
     Optimizer,
     Schedule,
     learning_rate,
@@ -65,10 +73,11 @@ class FitResult:
 
     Attributes
     ----------
-    coef : ndarray, shape (d,)
-        Learned weights, in the dtype of ``X`` (float32 or float64).
-    intercept : float
-        Learned intercept (0.0, or ``intercept_init``, when not fitted).
+    coef : ndarray, shape (d,) or (d, K)
+        Learned weights, in the dtype of ``X`` (float32 or float64): (d,) when ``y`` was
+        1-D, else one column per output (per class for ``multinomial``).
+    intercept : float or ndarray of shape (K,)
+        Learned intercept(s) (0.0, or ``intercept_init``, when not fitted).
     loss_history : ndarray of float64, shape (n_epochs,)
         Per epoch, the mean over its samples of the batch objective (mean loss plus
         penalty) evaluated just before each batch's update.
@@ -87,7 +96,7 @@ class FitResult:
     """
 
     coef: np.ndarray
-    intercept: float
+    intercept: float | np.ndarray
     loss_history: np.ndarray
     n_epochs: int
     n_updates: int
@@ -97,43 +106,77 @@ class FitResult:
     fit_time: float = field(default=0.0, repr=False)
 
     def decision_function(self, X: object) -> np.ndarray:
-        """Linear prediction ``X @ coef + intercept``, shape (n,)."""
+        """Linear prediction ``X @ coef + intercept``, shape (n,) or (n, K) like ``coef``."""
         X = check_X(X, n_features=self.coef.shape[0], dtype=self.coef.dtype)
-        return X @ self.coef + self.coef.dtype.type(self.intercept)
+        return X @ self.coef + np.asarray(self.intercept, dtype=self.coef.dtype)
 
     def predict(self, X: object) -> np.ndarray:
-        """Predictions, shape (n,): values for regression, labels {0, 1} for the logistic loss."""
+        """Predictions: values for regression, labels {0, 1} (per output) for the binary
+        classification losses, class codes (n,) for ``multinomial``."""
         p = self.decision_function(X)
-        if isinstance(self.loss, Logistic):
+        if isinstance(self.loss, Multinomial):
+            return np.argmax(p, axis=1)
+        if self.loss.kind == "binary":
             return (p > 0).astype(p.dtype)
         return p
 
     def predict_proba(self, X: object) -> np.ndarray:
-        """P(y = 1 | x), shape (n,); only for the logistic loss."""
-        if not isinstance(self.loss, Logistic):
-            raise ValueError(f"predict_proba needs the logistic loss, this model has {self.loss}")
+        """Class probabilities, for the losses that define them.
+
+        ``logistic``: P(y = 1 | x) = sigmoid(p); ``modified_huber``: (clip(p, −1, 1) + 1)/2,
+        as scikit-learn; both of the shape of :meth:`decision_function`. ``multinomial``:
+        the softmax of each row, shape (n, K).
+        """
         p = self.decision_function(X)
-        return 1.0 / (1.0 + np.exp(-p))
+        if isinstance(self.loss, Logistic):
+            return 1.0 / (1.0 + np.exp(-p))
+        if isinstance(self.loss, ModifiedHuber):
+            return (np.clip(p, -1.0, 1.0) + 1.0) / 2.0
+        if isinstance(self.loss, Multinomial):
+            e = np.exp(p - p.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        raise ValueError(
+            "predict_proba needs the logistic, modified_huber or multinomial loss, "
+            f"this model has {self.loss}"
+        )
 
 
 def _initial_theta(
-    coef_init: object, intercept_init: object, d: int, dtype: np.dtype, fit_intercept: bool
+    coef_init: object,
+    intercept_init: object,
+    d: int,
+    n_outputs: int,
+    single_output: bool,
+    dtype: np.dtype,
+    fit_intercept: bool,
 ) -> np.ndarray:
-    """Parameters before training: zeros unless given; a new array the backend may own."""
-    theta = np.zeros(d + 1, dtype=dtype)
+    """Parameters (d + 1, K) before training: zeros unless given; a new array.
+
+    ``coef_init`` has the shape of the fitted ``coef`` ((d,) for a 1-D ``y``, else (d, K))
+    and ``intercept_init`` that of ``intercept`` (a number, or (K,)).
+    """
+    theta = np.zeros((d + 1, n_outputs), dtype=dtype)
+    coef_shape = (d,) if single_output else (d, n_outputs)
     if coef_init is not None:
-        theta[:d] = check_vector("coef_init", coef_init, d)
+        theta[:d] = _check_init("coef_init", coef_init, coef_shape).reshape(d, n_outputs)
     if intercept_init is not None:
         if not fit_intercept:
             raise ValueError(
                 f"intercept_init={intercept_init!r} needs fit_intercept=True "
                 "(without an intercept the model has none to initialise)"
             )
-        value = np.asarray(intercept_init)
-        if value.ndim != 0 or value.dtype.kind not in "biuf" or not np.isfinite(value):
-            raise ValueError(f"intercept_init must be a finite real number, got {intercept_init!r}")
-        theta[d] = value
+        shape = () if single_output else (n_outputs,)
+        theta[d] = _check_init("intercept_init", intercept_init, shape)
     return theta
+
+
+def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+    """A finite real array of ``shape``, or a ``ValueError`` naming ``name``."""
+    arr = np.asarray(value)
+    if arr.shape != shape or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
+        what = "a finite real number" if shape == () else f"finite reals of shape {shape}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return arr
 
 
 def _chunk_epochs(n: int, epochs: int, per_epoch: bool) -> int:
@@ -167,8 +210,10 @@ class _Plan:
     """Everything :func:`fit` checked, ready to run."""
 
     X: np.ndarray
-    y: np.ndarray
+    Y: np.ndarray
+    weight: np.ndarray | None
     theta: np.ndarray
+    single_output: bool
     loss: Loss
     model: LoweredModel
     opt: LoweredOptimizer
@@ -178,7 +223,7 @@ class _Plan:
 
 def _validate(
     X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
-    shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
+    shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback, sample_weight,
 ) -> _Plan:
     loss = resolve_loss(loss)
     optimizer = resolve_optimizer(optimizer)
@@ -198,12 +243,27 @@ def _validate(
         check_int("seed", seed, 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {callback!r}")
-    X, y = check_X_y(X, y, logistic=isinstance(loss, Logistic))
+    X = check_X(X)
+    Y, n_outputs, single_output = check_targets(y, X, loss)
     n, d = X.shape
+    weight = None if sample_weight is None else check_sample_weight(sample_weight, n, X.dtype)
     batch_size = n if batch_size is None else check_int("batch_size", batch_size, 1, n)
-    theta = _initial_theta(coef_init, intercept_init, d, X.dtype, bool(fit_intercept))
+    theta = _initial_theta(
+        coef_init, intercept_init, d, n_outputs, single_output, X.dtype, bool(fit_intercept)
+    )
     model = lower_model(loss, l2, l1, bool(fit_intercept))
-    return _Plan(X, y, theta, loss, model, lower_optimizer(optimizer), batch_size, epochs)
+    return _Plan(
+        X, Y, weight, theta, single_output, loss, model, lower_optimizer(optimizer),
+        batch_size, epochs,
+    )
+
+
+def _public_params(theta: object, plan: _Plan) -> tuple[np.ndarray, float | np.ndarray]:
+    """Host ``coef`` and ``intercept`` from the backend's (d + 1, K) parameters."""
+    theta_host = np.array(theta, dtype=plan.X.dtype)
+    if plan.single_output:
+        return theta_host[:-1, 0], float(theta_host[-1, 0])
+    return theta_host[:-1], theta_host[-1]
 
 
 def fit(
@@ -230,6 +290,7 @@ def fit(
     verbose: bool = False,
     progress: bool = False,
     callback: Callable[[int, float, np.ndarray, float], bool | None] | None = None,
+    sample_weight: object = None,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -238,10 +299,17 @@ def fit(
     X : array-like, shape (n, d)
         Real numeric and finite. float32 stays float32 (and so do the results), float64
         stays float64, ints and bools become float64. Never modified.
-    y : array-like, shape (n,)
-        Targets; labels in {0, 1} for ``loss="logistic"``. Never modified.
-    loss : {"squared", "huber", "logistic"} or a loss spec
-        ``Huber(epsilon)`` sets Huber's threshold.
+    y : array-like, shape (n,) or (n, K)
+        Targets, never modified. Regression losses: reals, one column per output.
+        Binary classification losses: labels in {0, 1}, one column per binary model
+        (one-hot columns train one-vs-rest). ``multinomial``: integer class codes
+        0..K-1, shape (n,).
+    loss : str or a loss spec
+        ``"squared"`` (alias ``"squared_error"``), ``"huber"``, ``"epsilon_insensitive"``,
+        ``"squared_epsilon_insensitive"`` (regression); ``"logistic"`` (alias
+        ``"log_loss"``), ``"hinge"``, ``"squared_hinge"``, ``"modified_huber"`` (binary);
+        ``"multinomial"`` (softmax). Specs set parameters: ``Huber(epsilon)``,
+        ``EpsilonInsensitive(epsilon)``, ``SquaredEpsilonInsensitive(epsilon)``.
     optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"} or spec
         Names give optax's defaults; specs (``SGD(lr=..., momentum=...)``, ``Adam(...)``…)
         set hyper-parameters.
@@ -267,8 +335,9 @@ def fit(
     tol, n_iter_no_change : float or None, int
         Stop when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs in a row (scikit-learn's rule). None runs all epochs.
-    coef_init, intercept_init : array-like of shape (d,), float, optional
-        Starting point; zeros by default.
+    coef_init, intercept_init : array-like, optional
+        Starting point of the shapes of the result's ``coef`` and ``intercept``; zeros
+        by default.
     backend : str
         One of :func:`fastgd.available_backends`.
     device : None, "cpu", "gpu" or a jax Device
@@ -278,6 +347,9 @@ def fit(
         Print one line per epoch / show a progress bar on stderr.
     callback : callable, optional
         ``callback(epoch, loss, coef, intercept)`` after every epoch; returning True stops.
+    sample_weight : array-like of shape (n,), optional
+        Finite, >= 0, not all 0; rescaled to mean 1 (see ``data.check_sample_weight``),
+        so a full batch weighs each sample by its share of the total weight.
 
     Returns
     -------
@@ -294,11 +366,12 @@ def fit(
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
         shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
+        sample_weight,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape
     start = time.perf_counter()
-    Xb, yb, theta = kernels.prepare(plan.X, plan.y, plan.theta, device)
+    data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, device, plan.weight)
     state = kernels.init_state(theta, plan.opt)
     per_epoch = tol is not None or callback is not None or verbose or progress
     chunk = _chunk_epochs(n, plan.epochs, per_epoch)
@@ -310,7 +383,7 @@ def fit(
         orders = epoch_orders(rng, n, n_now, shuffle)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             theta, state, losses = kernels.run_epochs(
-                Xb, yb, theta, state, orders, plan.batch_size, plan.model, plan.opt
+                data, theta, state, orders, plan.batch_size, plan.model, plan.opt
             )
         losses = np.asarray(losses, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -325,11 +398,11 @@ def fit(
             )
     if progress:
         sys.stderr.write("\n")
-    theta_host = np.array(theta, dtype=plan.X.dtype)
+    coef, intercept = _public_params(theta, plan)
     batches_per_epoch = -(-n // plan.batch_size)
     return FitResult(
-        coef=theta_host[:d],
-        intercept=float(theta_host[d]),
+        coef=coef,
+        intercept=intercept,
         loss_history=np.array(history),
         n_epochs=len(history),
         n_updates=len(history) * batches_per_epoch,
@@ -348,11 +421,8 @@ def _after_epoch(history, theta, plan, tol, n_iter_no_change, verbose, progress,
     if progress:
         sys.stderr.write(_progress_line(epoch, plan.epochs, loss, start))
         sys.stderr.flush()
-    if callback is not None:
-        theta_host = np.array(theta, dtype=plan.X.dtype)
-        d = theta_host.shape[0] - 1
-        if callback(epoch, loss, theta_host[:d], float(theta_host[d])):
-            return True
+    if callback is not None and callback(epoch, loss, *_public_params(theta, plan)):
+        return True
     return tol is not None and _stop_on_tol(history, float(tol), n_iter_no_change)
 
 
@@ -360,13 +430,14 @@ def check_grad(
     X: object,
     y: object,
     coef: object,
-    intercept: float = 0.0,
+    intercept: object = 0.0,
     *,
     loss: str | Loss = "squared",
     penalty: str | None = None,
     alpha: float = 1e-4,
     l1_ratio: float = 0.15,
     fit_intercept: bool = True,
+    sample_weight: object = None,
     backend: str = "numpy",
     step: float | None = None,
 ) -> float:
@@ -374,12 +445,13 @@ def check_grad(
 
     Parameters
     ----------
-    X, y : array-like, shapes (n, d) and (n,)
+    X, y : array-like, shapes (n, d) and (n,) or (n, K)
         Data, checked as in :func:`fit`; the dtype of X sets the precision.
-    coef, intercept : array-like of shape (d,), float
-        Where to evaluate the gradient (avoid zero weights with an l1 penalty, where the
-        loss has a kink).
-    loss, penalty, alpha, l1_ratio, fit_intercept, backend
+    coef, intercept : array-like
+        Where to evaluate the gradient, of the shapes :func:`fit` returns ((d,) and a
+        number for a 1-D ``y``, else (d, K) and (K,)). Avoid zero weights with an l1
+        penalty and points on a kink of a piecewise loss.
+    loss, penalty, alpha, l1_ratio, fit_intercept, sample_weight, backend
         As in :func:`fit`.
     step : float, optional
         Finite-difference step; by default ``cbrt(machine epsilon) · max(1, |θᵢ|)``.
@@ -392,23 +464,27 @@ def check_grad(
     kernels = get_backend(backend)
     loss_spec = resolve_loss(loss)
     l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
-    X, y = check_X_y(X, y, logistic=isinstance(loss_spec, Logistic))
-    theta = _initial_theta(coef, intercept, X.shape[1], X.dtype, True)
+    X = check_X(X)
+    Y, n_outputs, single_output = check_targets(y, X, loss_spec)
+    weight = None
+    if sample_weight is not None:
+        weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    theta = _initial_theta(coef, intercept, X.shape[1], n_outputs, single_output, X.dtype, True)
     model = lower_model(loss_spec, l2, l1, bool(fit_intercept))
-    Xb, yb, theta_b = kernels.prepare(X, y, theta, None)
-    _, grad = kernels.loss_grad(Xb, yb, theta_b, model)
+    data, theta_b = kernels.prepare(X, Y, theta, None, weight)
+    _, grad = kernels.loss_grad(data, theta_b, model)
     grad = np.asarray(grad, dtype=np.float64)
     eps = float(np.finfo(X.dtype).eps)
     numeric = np.zeros_like(grad)
-    indices = range(theta.shape[0]) if fit_intercept else range(theta.shape[0] - 1)
-    for i in indices:
+    rows = theta.shape[0] if fit_intercept else theta.shape[0] - 1
+    for i in np.ndindex(rows, n_outputs):
         h = step if step is not None else eps ** (1 / 3) * max(1.0, abs(float(theta[i])))
         plus, minus = theta.copy(), theta.copy()
         plus[i] += h
         minus[i] -= h
-        # Xb, yb are already placed, so prepare() only moves the perturbed theta.
-        f_plus = kernels.loss_grad(Xb, yb, kernels.prepare(Xb, yb, plus, None)[2], model)[0]
-        f_minus = kernels.loss_grad(Xb, yb, kernels.prepare(Xb, yb, minus, None)[2], model)[0]
+        # the data are already placed, so prepare() only moves the perturbed theta.
+        f_plus = kernels.loss_grad(data, kernels.prepare(X, Y, plus, None)[1], model)[0]
+        f_minus = kernels.loss_grad(data, kernels.prepare(X, Y, minus, None)[1], model)[0]
         numeric[i] = (float(f_plus) - float(f_minus)) / (float(plus[i]) - float(minus[i]))
     scale = max(float(np.linalg.norm(numeric)), np.finfo(np.float64).tiny)
     return float(np.linalg.norm(grad - numeric)) / scale

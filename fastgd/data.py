@@ -9,10 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from ._rows import map_row_ranges
+from .specs import SIGNED_LABEL_LOSSES, Loss
 
 __all__ = [
     "check_X",
     "check_X_y",
+    "check_targets",
+    "check_sample_weight",
     "check_int",
     "check_vector",
     "epoch_orders",
@@ -105,7 +108,7 @@ def check_X(X: object, *, n_features: int | None = None, dtype=None) -> np.ndarr
 
 
 def check_X_y(X: object, y: object, *, logistic: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Check features and targets together.
+    """Check features and one column of targets together.
 
     Parameters
     ----------
@@ -122,21 +125,130 @@ def check_X_y(X: object, y: object, *, logistic: bool = False) -> tuple[np.ndarr
     y : ndarray, shape (n,), same dtype as X
     """
     X = check_X(X)
-    y = _as_real_array("y", y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D (n_samples,), got {_describe(y)}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"y must have one entry per row of X ({X.shape[0]}), got {y.shape[0]} entries"
-        )
-    _check_finite("y", y)
+    y = _check_y(y, X.shape[0], allow_2d=False)
     if logistic:
-        bad = y[(y != 0) & (y != 1)]
-        if bad.size:
-            raise ValueError(
-                f"y must hold labels in {{0, 1}} for the logistic loss, found {bad[0]!r}"
-            )
+        _check_binary_labels(y, "logistic")
     return X, np.ascontiguousarray(y, dtype=X.dtype)
+
+
+def _check_y(y: object, n: int, *, allow_2d: bool) -> np.ndarray:
+    """``y`` as a finite real array of n rows (1-D, or 2-D with >= 1 column if allowed)."""
+    y = _as_real_array("y", y)
+    if y.ndim == 2 and not allow_2d:
+        raise ValueError(f"y must be 1-D (n_samples,) for this loss, got {_describe(y)}")
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] < 1):
+        raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, K), got {_describe(y)}")
+    if y.shape[0] != n:
+        raise ValueError(f"y must have one entry per row of X ({n}), got {y.shape[0]} entries")
+    _check_finite("y", y)
+    return y
+
+
+def _check_binary_labels(y: np.ndarray, loss_name: str) -> None:
+    bad = y[(y != 0) & (y != 1)]
+    if bad.size:
+        raise ValueError(
+            f"y must hold labels in {{0, 1}} for the {loss_name} loss, found {bad[0]!r}"
+        )
+
+
+def check_targets(
+    y: object, X: np.ndarray, loss: Loss
+) -> tuple[np.ndarray, int, bool]:
+    """Check the targets of ``loss`` and turn them into the kernels' targets.
+
+    Labels are handled here, at the edge: the kernels see float targets in the form the
+    loss's formula uses.
+
+    Parameters
+    ----------
+    y : array-like
+        Regression losses: shape (n,) or (n, K) of finite reals. Binary classification
+        losses (``logistic``, ``hinge``, ``squared_hinge``, ``modified_huber``): shape
+        (n,) or (n, K) of labels in {0, 1} (K independent binary models, one-vs-rest when
+        the columns are one-hot). ``multinomial``: shape (n,) of integer class codes
+        0..K-1 with K >= 2 (K is the largest code plus one).
+    X : ndarray, shape (n, d)
+        The checked features: their dtype is the targets' dtype.
+    loss : Loss
+        The loss spec.
+
+    Returns
+    -------
+    Y : ndarray, shape (n, T), dtype of ``X``
+        T = K; for ``multinomial`` T = 1 (the class codes). Labels of the ±1 losses
+        (``SIGNED_LABEL_LOSSES``) become -1 / +1; ``logistic`` keeps {0, 1}.
+    n_outputs : int
+        K, the number of columns of the parameter matrix.
+    single_output : bool
+        Whether ``y`` was 1-D with a loss of one output per column: the model then
+        reports coef (d,) and a float intercept.
+    """
+    name = type(loss).__name__
+    n = X.shape[0]
+    if loss.kind == "multinomial":
+        y = _check_y(y, n, allow_2d=False)
+        codes = _class_codes(y)
+        return codes.astype(X.dtype).reshape(n, 1), int(codes.max()) + 1, False
+    y = _check_y(y, n, allow_2d=True)
+    single_output = y.ndim == 1
+    Y = y.reshape(n, -1)
+    if loss.kind == "binary":
+        _check_binary_labels(Y, name)
+        if loss.code in SIGNED_LABEL_LOSSES:
+            Y = 2.0 * Y - 1.0
+    return np.ascontiguousarray(Y, dtype=X.dtype), Y.shape[1], single_output
+
+
+def _class_codes(y: np.ndarray) -> np.ndarray:
+    """Integer class codes 0..K-1 (K >= 2) from a real 1-D array, or a ``ValueError``."""
+    bad = y[(y != np.round(y)) | (y < 0)]
+    if bad.size:
+        raise ValueError(
+            f"y must hold integer class codes 0, 1, ..., K-1 for the multinomial loss, "
+            f"found {bad[0]!r}"
+        )
+    codes = y.astype(np.int64)
+    if codes.max() < 1:
+        raise ValueError(
+            f"y must hold at least two classes (codes 0..K-1, K >= 2) for the multinomial "
+            f"loss, found only class {int(codes.max())}"
+        )
+    return codes
+
+
+def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.ndarray:
+    """Per-sample weights, rescaled to mean 1, in ``dtype``.
+
+    Parameters
+    ----------
+    sample_weight : array-like, shape (n,)
+        Finite, >= 0, not all 0.
+    n : int
+        Number of samples.
+    dtype : numpy dtype
+        The data's float dtype.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``sample_weight / mean(sample_weight)`` (computed in float64): a batch objective is
+        ``(1/m)·Σ_i s_i·loss_i``, so a full batch weighs each sample by its share of the
+        total weight, exactly as repeating rows would, and unit weights stay exactly 1.
+        A new array (the caller's is never modified).
+    """
+    s = _as_real_array("sample_weight", sample_weight)
+    if s.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {_describe(s)}")
+    _check_finite("sample_weight", s)
+    negative = s[s < 0]
+    if negative.size:
+        raise ValueError(f"sample_weight must be >= 0, found {negative[0]!r}")
+    s64 = s.astype(np.float64)
+    total = s64.sum()
+    if total == 0:
+        raise ValueError("sample_weight must not be all zero")
+    return (s64 / (total / n)).astype(dtype)
 
 
 def check_vector(name: str, value: object, length: int) -> np.ndarray:

@@ -19,6 +19,12 @@ __all__ = [
     "Squared",
     "Huber",
     "Logistic",
+    "Hinge",
+    "SquaredHinge",
+    "ModifiedHuber",
+    "EpsilonInsensitive",
+    "SquaredEpsilonInsensitive",
+    "Multinomial",
     "Loss",
     "SGD",
     "AdaGrad",
@@ -44,6 +50,14 @@ __all__ = [
     "LOSS_SQUARED",
     "LOSS_HUBER",
     "LOSS_LOGISTIC",
+    "LOSS_HINGE",
+    "LOSS_SQUARED_HINGE",
+    "LOSS_MODIFIED_HUBER",
+    "LOSS_EPSILON_INSENSITIVE",
+    "LOSS_SQUARED_EPSILON_INSENSITIVE",
+    "LOSS_MULTINOMIAL",
+    "LOSS_CODES",
+    "SIGNED_LABEL_LOSSES",
     "OPT_SGD",
     "OPT_ADAGRAD",
     "OPT_RMSPROP",
@@ -57,6 +71,11 @@ __all__ = [
 
 # Int codes used by every backend. They are part of the kernel contract.
 LOSS_SQUARED, LOSS_HUBER, LOSS_LOGISTIC = 0, 1, 2
+LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER = 3, 4, 5
+LOSS_EPSILON_INSENSITIVE, LOSS_SQUARED_EPSILON_INSENSITIVE = 6, 7
+LOSS_MULTINOMIAL = 8
+#: Every loss code, in code order.
+LOSS_CODES = tuple(range(9))
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3, 4
 SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE = 0, 1, 2, 3
 
@@ -112,6 +131,7 @@ class Squared:
     """Squared error, ½ (p − y)² per sample; d loss / d p = p − y."""
 
     code = LOSS_SQUARED
+    kind = "regression"
 
     def param(self) -> float:
         return 0.0
@@ -123,9 +143,40 @@ class Huber:
 
     epsilon: float = 1.35
     code = LOSS_HUBER
+    kind = "regression"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "epsilon", _check_positive("epsilon", self.epsilon))
+
+    def param(self) -> float:
+        return self.epsilon
+
+
+@dataclass(frozen=True)
+class EpsilonInsensitive:
+    """scikit-learn's ``epsilon_insensitive``: max(0, |p − y| − ε); d/dp = sign(r) beyond ε."""
+
+    epsilon: float = 0.1
+    code = LOSS_EPSILON_INSENSITIVE
+    kind = "regression"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_nonnegative("epsilon", self.epsilon))
+
+    def param(self) -> float:
+        return self.epsilon
+
+
+@dataclass(frozen=True)
+class SquaredEpsilonInsensitive:
+    """scikit-learn's ``squared_epsilon_insensitive``: max(0, |p − y| − ε)²."""
+
+    epsilon: float = 0.1
+    code = LOSS_SQUARED_EPSILON_INSENSITIVE
+    kind = "regression"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_nonnegative("epsilon", self.epsilon))
 
     def param(self) -> float:
         return self.epsilon
@@ -136,22 +187,89 @@ class Logistic:
     """Logistic loss for labels y ∈ {0, 1}: log(1 + eᵖ) − y·p; d/dp = sigmoid(p) − y."""
 
     code = LOSS_LOGISTIC
+    kind = "binary"
 
     def param(self) -> float:
         return 0.0
 
 
-Loss = Squared | Huber | Logistic
-_LOSS_NAMES = {"squared": Squared, "huber": Huber, "logistic": Logistic}
+@dataclass(frozen=True)
+class Hinge:
+    """Linear SVM loss, scikit-learn's ``hinge``: max(0, 1 − s·p), s = ±1 the label."""
+
+    code = LOSS_HINGE
+    kind = "binary"
+
+    def param(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class SquaredHinge:
+    """scikit-learn's ``squared_hinge``: max(0, 1 − s·p)², s = ±1 the label."""
+
+    code = LOSS_SQUARED_HINGE
+    kind = "binary"
+
+    def param(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class ModifiedHuber:
+    """scikit-learn's ``modified_huber``, z = s·p: max(0, 1 − z)² for z ≥ −1, else −4z."""
+
+    code = LOSS_MODIFIED_HUBER
+    kind = "binary"
+
+    def param(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Multinomial:
+    """Softmax cross-entropy over K classes: logsumexp(p) − p_y for integer labels y."""
+
+    code = LOSS_MULTINOMIAL
+    kind = "multinomial"
+
+    def param(self) -> float:
+        return 0.0
+
+
+Loss = (
+    Squared | Huber | EpsilonInsensitive | SquaredEpsilonInsensitive | Logistic | Hinge
+    | SquaredHinge | ModifiedHuber | Multinomial
+)
+_LOSS_NAMES = {
+    "squared": Squared,
+    "huber": Huber,
+    "epsilon_insensitive": EpsilonInsensitive,
+    "squared_epsilon_insensitive": SquaredEpsilonInsensitive,
+    "logistic": Logistic,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "modified_huber": ModifiedHuber,
+    "multinomial": Multinomial,
+}
+#: scikit-learn's names for the same losses.
+_LOSS_ALIASES = {"squared_error": "squared", "log_loss": "logistic"}
+
+#: Losses whose kernels take labels as ±1 (scikit-learn's formulas); ``logistic`` keeps
+#: its {0, 1} form, ``multinomial`` takes class codes 0..K-1.
+SIGNED_LABEL_LOSSES = frozenset({LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER})
 
 
 def resolve_loss(loss: str | Loss) -> Loss:
     """Turn a loss name or spec into a spec; unknown names raise ``ValueError``."""
-    if isinstance(loss, Squared | Huber | Logistic):
+    if isinstance(loss, Loss):
         return loss
-    if isinstance(loss, str) and loss in _LOSS_NAMES:
-        return _LOSS_NAMES[loss]()
-    raise ValueError(f"loss must be one of {sorted(_LOSS_NAMES)} or a loss spec, got {loss!r}")
+    if isinstance(loss, str):
+        name = _LOSS_ALIASES.get(loss, loss)
+        if name in _LOSS_NAMES:
+            return _LOSS_NAMES[name]()
+    names = sorted([*_LOSS_NAMES, *_LOSS_ALIASES])
+    raise ValueError(f"loss must be one of {names} or a loss spec, got {loss!r}")
 
 
 # ------------------------------------------------------------------------ schedules
@@ -419,9 +537,9 @@ class LoweredModel(NamedTuple):
     Attributes
     ----------
     loss_code : int
-        ``LOSS_SQUARED``, ``LOSS_HUBER`` or ``LOSS_LOGISTIC``.
+        One of ``LOSS_CODES`` (``LOSS_SQUARED``, ``LOSS_HUBER``, ...).
     loss_param : float
-        Huber's epsilon; 0 otherwise.
+        The epsilon of ``huber`` and of the two epsilon-insensitive losses; 0 otherwise.
     l2, l1 : float
         Penalty strengths on the weights: the penalty adds ``l2/2·‖w‖² + l1·‖w‖₁``.
     fit_intercept : bool

@@ -3,26 +3,45 @@
 This is the readable baseline the other two backends mirror name for name. Its public
 names, with the same signatures in ``numba_backend`` and ``jax_backend``:
 
-- :func:`prepare` — put the data where the kernels run (a device, for jax), once per fit;
+- :func:`prepare` — put the data where the kernels run (a device, for jax), once per fit,
+  as one :class:`Data` bundle;
 - :func:`loss_grad` — mean loss (plus penalty) and its gradient over a batch;
-- :func:`init_state` — the optimizer's state for a parameter vector;
+- :func:`init_state` — the optimizer's state for a parameter matrix;
 - :func:`update` — one optimizer step;
 - :func:`run_epochs` — all batches of a chunk of epochs.
 
-Parameters travel as one vector ``theta`` of shape (d + 1,): ``theta[:d]`` are the
-weights ``w`` and ``theta[d]`` is the intercept ``b``. Penalties and AdamW's weight
-decay touch ``w`` only. The optimizer state is ``(step, slots)``: the number of updates
-done so far and a (2, d + 1) array of per-parameter moments (SGD: trace; AdaGrad: sum of
-squares; RMSProp: mean square; Adam/AdamW: first and second moments).
+Parameters travel as one matrix ``theta`` of shape (d + 1, K): ``theta[:d]`` are the
+weights ``W`` (one column per output) and ``theta[d]`` the K intercepts ``b``; a single
+output is K = 1. Penalties and AdamW's weight decay touch ``W`` only. The optimizer
+state is ``(step, slots)``: the number of updates done so far and a (2, d + 1, K) array
+of per-parameter moments (SGD: trace; AdaGrad: sum of squares; RMSProp: mean square;
+Adam/AdamW: first and second moments).
+
+The data travel as one :class:`Data` bundle ``(X, Y, weight)``. ``Y`` holds the targets
+in the form the loss's formula uses (see :func:`fastgd.data.kernel_targets`): real
+values for the regression losses, {0, 1} for ``logistic``, ±1 for ``hinge``,
+``squared_hinge`` and ``modified_huber`` — one column per output — and, for
+``multinomial``, one column of class codes 0..K-1. ``weight`` is None (every sample
+weighs 1) or one weight per sample; a batch objective is
+``(1/m)·Σ_i weight_i·loss_i + penalty`` with ``loss_i`` summed over the K outputs.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..specs import (
+    LOSS_EPSILON_INSENSITIVE,
+    LOSS_HINGE,
     LOSS_HUBER,
     LOSS_LOGISTIC,
+    LOSS_MODIFIED_HUBER,
+    LOSS_MULTINOMIAL,
+    LOSS_SQUARED,
+    LOSS_SQUARED_EPSILON_INSENSITIVE,
+    LOSS_SQUARED_HINGE,
     OPT_ADAGRAD,
     OPT_ADAM,
     OPT_ADAMW,
@@ -33,33 +52,69 @@ from ..specs import (
     learning_rate,
 )
 
-__all__ = ["NAME", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
+__all__ = ["NAME", "Data", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
 
 NAME = "numpy"
 
 State = tuple[int, np.ndarray]
 
 
+class Data(NamedTuple):
+    """The training data as the kernels read them (host arrays here).
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+        Samples, float32 or float64.
+    Y : ndarray, shape (n, T)
+        Targets in ``X``'s dtype: T = K outputs, or T = 1 column of class codes for the
+        multinomial loss.
+    weight : ndarray of shape (n,) or None
+        Per-sample weights in ``X``'s dtype; None means all ones.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    weight: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Data:
+        """The rows ``idx`` of every array (a mini-batch)."""
+        weight = None if self.weight is None else self.weight[idx]
+        return Data(self.X[idx], self.Y[idx], weight)
+
+
 def prepare(
-    X: np.ndarray, y: np.ndarray, theta: np.ndarray, device: object = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Place the data and parameters where the kernels run: here, host memory as they are.
+    X: np.ndarray,
+    Y: np.ndarray,
+    theta: np.ndarray,
+    device: object = None,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[Data, np.ndarray]:
+    """Bundle the data and place them where the kernels run: here, host memory as they are.
 
     Parameters
     ----------
-    X : ndarray, shape (n, d); y : ndarray, shape (n,); theta : ndarray, shape (d + 1,)
-        Checked, C-contiguous, one float dtype.
+    X : ndarray, shape (n, d)
+        Checked, C-contiguous, float32 or float64.
+    Y : ndarray, shape (n, T)
+        Kernel targets (see the module docstring), same dtype.
+    theta : ndarray, shape (d + 1, K)
+        Starting parameters, same dtype.
     device : None or "cpu"
         This backend runs on the CPU only.
+    sample_weight : ndarray of shape (n,), optional
+        Per-sample weights, same dtype; None means all ones.
 
     Returns
     -------
-    X, y, theta
+    data : Data
+        ``Data(X, Y, sample_weight)``.
+    theta : ndarray
         Unchanged.
     """
     if device not in (None, "cpu"):
         raise ValueError(f"device must be None or 'cpu' for the {NAME} backend, got {device!r}")
-    return X, y, theta
+    return Data(X, Y, sample_weight), theta
 
 
 def _sigmoid(p: np.ndarray) -> np.ndarray:
@@ -68,52 +123,102 @@ def _sigmoid(p: np.ndarray) -> np.ndarray:
     return np.where(p >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(p.dtype, copy=False)
 
 
-def _loss_and_dloss(p: np.ndarray, y: np.ndarray, model: LoweredModel):
-    """Per-sample losses and their derivatives with respect to the prediction ``p``."""
-    if model.loss_code == LOSS_LOGISTIC:
-        losses = np.logaddexp(0.0, p) - y * p
-        return losses, _sigmoid(p) - y
-    r = p - y
-    if model.loss_code == LOSS_HUBER:
-        eps = model.loss_param
+def _multinomial(P: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax cross-entropy per row, shape (m,), and its derivative, shape (m, K)."""
+    shifted = P - P.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(P.shape[0])
+    codes = labels[:, 0].astype(np.intp)
+    losses = np.log(total[:, 0]) - shifted[rows, codes]
+    dloss = e / total
+    dloss[rows, codes] -= 1
+    return losses, dloss
+
+
+def _loss_and_dloss(P: np.ndarray, Y: np.ndarray, model: LoweredModel):
+    """Per-sample losses (m,), summed over the outputs, and d loss / d P, shape (m, K)."""
+    code, eps = model.loss_code, model.loss_param
+    if code == LOSS_MULTINOMIAL:
+        return _multinomial(P, Y)
+    if code == LOSS_LOGISTIC:
+        losses, dloss = np.logaddexp(0.0, P) - Y * P, _sigmoid(P) - Y
+    elif code in (LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
+        losses, dloss = _signed_label_loss(code, P, Y)
+    else:
+        losses, dloss = _residual_loss(code, eps, P - Y)
+    return losses.sum(axis=1), dloss
+
+
+def _signed_label_loss(code: int, P: np.ndarray, S: np.ndarray):
+    """Margin losses of labels ``S`` = ±1 (scikit-learn's formulas), with z = s·p."""
+    z = S * P
+    if code == LOSS_HINGE:  # max(0, 1 - z); at z = 1 the subgradient -s, as scikit-learn
+        met = z > 1
+        return np.where(met, 0.0, 1 - z), np.where(met, 0.0, -S)
+    if code == LOSS_SQUARED_HINGE:  # max(0, 1 - z)^2
+        gap = np.maximum(1 - z, 0.0)
+        return gap * gap, -2 * S * gap
+    # modified Huber: 0 for z >= 1, (1 - z)^2 for -1 <= z < 1, -4z below
+    gap = np.maximum(1 - z, 0.0)
+    linear = z < -1
+    return (
+        np.where(linear, -4 * z, gap * gap),
+        np.where(linear, -4 * S, -2 * S * gap),
+    )
+
+
+def _residual_loss(code: int, eps: float, r: np.ndarray):
+    """Regression losses of the residual ``r = p − y``."""
+    if code == LOSS_HUBER:
         abs_r = np.abs(r)
-        losses = np.where(abs_r <= eps, 0.5 * r * r, eps * (abs_r - 0.5 * eps))
-        return losses, np.clip(r, -eps, eps)
-    return 0.5 * r * r, r
+        return np.where(abs_r <= eps, 0.5 * r * r, eps * (abs_r - 0.5 * eps)), np.clip(r, -eps, eps)
+    if code == LOSS_EPSILON_INSENSITIVE:  # max(0, |r| - eps)
+        excess = np.abs(r) - eps
+        return np.maximum(excess, 0.0), np.where(excess > 0, np.sign(r), 0.0)
+    if code == LOSS_SQUARED_EPSILON_INSENSITIVE:  # max(0, |r| - eps)^2
+        excess = np.maximum(np.abs(r) - eps, 0.0)
+        return excess * excess, 2 * np.sign(r) * excess
+    if code == LOSS_SQUARED:
+        return 0.5 * r * r, r
+    raise ValueError(f"unknown loss code {code!r}")
 
 
-def loss_grad(
-    X: np.ndarray, y: np.ndarray, theta: np.ndarray, model: LoweredModel
-) -> tuple[float, np.ndarray]:
-    """Mean loss over a batch plus the penalty, and its gradient.
+def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float, np.ndarray]:
+    """Mean (weighted) loss over a batch plus the penalty, and its gradient.
 
     Parameters
     ----------
-    X : ndarray, shape (m, d)
-        The batch's samples, float32 or float64.
-    y : ndarray, shape (m,)
-        Targets (labels in {0, 1} for the logistic loss), same dtype as ``X``.
-    theta : ndarray, shape (d + 1,)
-        Weights followed by the intercept, same dtype as ``X``.
+    data : Data
+        The batch: ``X`` (m, d), ``Y`` (m, T), ``weight`` (m,) or None; see :class:`Data`.
+    theta : ndarray, shape (d + 1, K)
+        Weights followed by the intercepts, same dtype as ``X``.
     model : LoweredModel
         Loss code and parameter, penalty strengths, whether the intercept is trained.
 
     Returns
     -------
     loss : float
-        ``mean_i loss(p_i, y_i) + l2/2·‖w‖² + l1·‖w‖₁`` with ``p = X @ w + b``.
-    grad : ndarray, shape (d + 1,)
-        Its gradient with respect to ``theta`` (the intercept entry is 0 when the
-        intercept is not trained); subgradient ``sign(w)`` for the l1 term.
+        ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁`` with
+        ``P = X @ W + b`` (s_i = 1 without weights; for ``multinomial`` the per-sample
+        loss is the softmax cross-entropy of the row).
+    grad : ndarray, shape (d + 1, K)
+        Its gradient with respect to ``theta`` (the intercept row is 0 when the
+        intercept is not trained); subgradient ``sign(W)`` for the l1 term.
     """
-    w, b = theta[:-1], theta[-1]
+    X, Y, weight = data
+    W, b = theta[:-1], theta[-1]
     m = X.shape[0]
-    p = X @ w + b
-    losses, dloss = _loss_and_dloss(p, y, model)
+    P = X @ W + b
+    losses, dloss = _loss_and_dloss(P, Y, model)
+    dloss = dloss.astype(theta.dtype, copy=False)
+    if weight is not None:
+        losses = losses * weight
+        dloss = dloss * weight[:, None]
     grad = np.empty_like(theta)
-    grad[:-1] = (X.T @ dloss) / m + model.l2 * w + model.l1 * np.sign(w)
-    grad[-1] = dloss.mean() if model.fit_intercept else 0.0
-    penalty = 0.5 * model.l2 * float(w @ w) + model.l1 * float(np.abs(w).sum())
+    grad[:-1] = (X.T @ dloss) / m + model.l2 * W + model.l1 * np.sign(W)
+    grad[-1] = dloss.mean(axis=0) if model.fit_intercept else 0.0
+    penalty = 0.5 * model.l2 * float(np.vdot(W, W)) + model.l1 * float(np.abs(W).sum())
     return float(losses.mean(dtype=np.float64)) + penalty, grad
 
 
@@ -122,17 +227,17 @@ def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
 
     Parameters
     ----------
-    theta : ndarray, shape (p,)
+    theta : ndarray, shape (d + 1, K)
         The initial parameters; the state takes their shape and dtype.
     opt : LoweredOptimizer
         The optimizer; AdaGrad starts its sum of squares at ``initial_accumulator_value``.
 
     Returns
     -------
-    state : tuple (int, ndarray of shape (2, p))
+    state : tuple (int, ndarray of shape (2, d + 1, K))
         ``(0, slots)``.
     """
-    slots = np.zeros((2, theta.shape[0]), dtype=theta.dtype)
+    slots = np.zeros((2, *theta.shape), dtype=theta.dtype)
     if opt.code == OPT_ADAGRAD:
         slots[0] = opt.params[0]
     return 0, slots
@@ -145,11 +250,11 @@ def update(
 
     Parameters
     ----------
-    theta : ndarray, shape (p,)
-        Parameters (weights then intercept); modified in place.
-    grad : ndarray, shape (p,)
+    theta : ndarray, shape (d + 1, K)
+        Parameters (weights then intercepts); modified in place.
+    grad : ndarray, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int, ndarray of shape (2, p))
+    state : tuple (int, ndarray of shape (2, d + 1, K))
         From :func:`init_state` or the previous :func:`update`; its slots are modified.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.
@@ -187,8 +292,7 @@ def update(
 
 
 def run_epochs(
-    X: np.ndarray,
-    y: np.ndarray,
+    data: Data,
     theta: np.ndarray,
     state: State,
     orders: np.ndarray,
@@ -200,11 +304,9 @@ def run_epochs(
 
     Parameters
     ----------
-    X : ndarray, shape (n, d)
-        All samples, C-contiguous, float32 or float64.
-    y : ndarray, shape (n,)
-        All targets, same dtype.
-    theta : ndarray, shape (d + 1,)
+    data : Data
+        All samples, targets and weights, from :func:`prepare`.
+    theta : ndarray, shape (d + 1, K)
         Starting parameters (the backend's own copy; updated in place here).
     state : tuple
         Optimizer state from :func:`init_state` or a previous call.
@@ -229,14 +331,14 @@ def run_epochs(
     epoch_losses = np.empty(n_epochs, dtype=np.float64)
     for e in range(n_epochs):
         if batch_size >= n:
-            loss, grad = loss_grad(X, y, theta, model)
+            loss, grad = loss_grad(data, theta, model)
             theta, state = update(theta, grad, state, opt)
             epoch_losses[e] = loss
             continue
         total = 0.0
         for start in range(0, n, batch_size):
             idx = orders[e, start : start + batch_size]
-            loss, grad = loss_grad(X[idx], y[idx], theta, model)
+            loss, grad = loss_grad(data.take(idx), theta, model)
             theta, state = update(theta, grad, state, opt)
             total += loss * idx.shape[0]
         epoch_losses[e] = total / n
