@@ -175,7 +175,7 @@ def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(value)
     if arr.shape != shape or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
         what = "a finite real number" if shape == () else f"finite reals of shape {shape}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be {what}, got {value!r} of shape {arr.shape}")
     return arr
 
 

@@ -180,10 +180,10 @@ def _float64_support(name: str) -> str:
     try:
         kernels = get_backend(name)
         X = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]])
-        y = np.array([1.0, 2.0, 3.0])
-        theta = np.array([0.1, 0.2, 0.3])
-        Xb, yb, tb = kernels.prepare(X, y, theta, None)
-        _, grad = kernels.loss_grad(Xb, yb, tb, lower_model(Squared(), 0.0, 0.0, True))
+        Y = np.array([[1.0], [2.0], [3.0]])
+        theta = np.array([[0.1], [0.2], [0.3]])
+        data, tb = kernels.prepare(X, Y, theta, None)
+        _, grad = kernels.loss_grad(data, tb, lower_model(Squared(), 0.0, 0.0, True))
         dtype = np.asarray(grad).dtype
     except Exception as exc:  # report, don't crash: info is a diagnostic
         return f"error ({type(exc).__name__}: {exc})"

@@ -131,11 +131,13 @@ def check_X_y(X: object, y: object, *, logistic: bool = False) -> tuple[np.ndarr
     return X, np.ascontiguousarray(y, dtype=X.dtype)
 
 
-def _check_y(y: object, n: int, *, allow_2d: bool) -> np.ndarray:
+def _check_y(y: object, n: int, *, allow_2d: bool, loss_name: str = "") -> np.ndarray:
     """``y`` as a finite real array of n rows (1-D, or 2-D with >= 1 column if allowed)."""
     y = _as_real_array("y", y)
     if y.ndim == 2 and not allow_2d:
-        raise ValueError(f"y must be 1-D (n_samples,) for this loss, got {_describe(y)}")
+        raise ValueError(
+            f"y must be 1-D (n_samples,) for the {loss_name or 'given'} loss, got {_describe(y)}"
+        )
     if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] < 1):
         raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, K), got {_describe(y)}")
     if y.shape[0] != n:
@@ -187,7 +189,7 @@ def check_targets(
     name = type(loss).__name__
     n = X.shape[0]
     if loss.kind == "multinomial":
-        y = _check_y(y, n, allow_2d=False)
+        y = _check_y(y, n, allow_2d=False, loss_name=name)
         codes = _class_codes(y)
         return codes.astype(X.dtype).reshape(n, 1), int(codes.max()) + 1, False
     y = _check_y(y, n, allow_2d=True)

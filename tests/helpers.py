@@ -30,6 +30,14 @@ MINI = 8
 BATCH_MODES = {"full": None, "mini": MINI, "sgd": 1}
 
 LOSSES = ("squared", "huber", "logistic")
+#: The losses added with K outputs and sample weights (scikit-learn's SGD losses, softmax).
+NEW_LOSSES = (
+    "hinge", "squared_hinge", "modified_huber", "epsilon_insensitive",
+    "squared_epsilon_insensitive", "multinomial",
+)
+ALL_LOSSES = LOSSES + NEW_LOSSES
+#: Outputs of the K > 1 problems (classes for multinomial and one-vs-rest).
+K_MULTI = 3
 PENALTIES = (None, "l2", "l1", "elasticnet")
 #: Penalty strength large enough that a wrong penalty term changes the result visibly.
 ALPHA, L1_RATIO = 0.05, 0.4
@@ -70,19 +78,57 @@ def covering_cases() -> list[tuple[str, str, str]]:
 F32_EPS = float(np.finfo(np.float32).eps)
 
 
-def problem(loss: str, dtype=np.float64, n: int = N, d: int = D, seed: int = 3):
-    """Data for ``loss``: a noisy linear regression, or {0, 1} labels for the logistic loss.
+def problem(loss: str, dtype=np.float64, n: int = N, d: int = D, seed: int = 3,
+            n_outputs: int | None = None):
+    """Data for ``loss`` as a user passes them to ``fit``.
 
-    The regression targets are spread (scale 2 plus outliers) so that the Huber loss sees
-    residuals on both sides of its threshold.
+    Regression: a noisy linear regression, spread (scale 2 plus outliers) so that the
+    Huber and epsilon-insensitive losses see residuals on both sides of their
+    thresholds; with ``n_outputs`` K, K such targets (columns of different scales).
+    Binary losses: {0, 1} labels, or K one-hot columns of a K-class problem (one-vs-rest).
+    Multinomial: integer class codes of a ``n_outputs``-class problem (default K_MULTI).
     """
-    if loss == "logistic":
+    kind = resolve_loss(loss).kind
+    if kind == "multinomial" or (kind == "binary" and n_outputs is not None):
+        X, codes = classes_problem(n, d, n_outputs or K_MULTI, dtype, seed)
+        return (X, codes) if kind == "multinomial" else (X, np.eye(n_outputs, dtype=dtype)[codes])
+    if kind == "binary":
         X, y, _ = fastgd.make_classification(n, d, dtype=dtype, seed=seed)
         return X, y
     X, y, _ = fastgd.make_regression(n, d, noise=0.5, dtype=dtype, seed=seed)
     y = (2.0 * y).astype(dtype)
     y[::7] += 4.0
-    return X, y
+    if n_outputs is None:
+        return X, y
+    scales = np.linspace(1.0, -0.5, n_outputs)
+    return X, (y[:, None] * scales + np.arange(n_outputs)).astype(dtype)
+
+
+def classes_problem(n: int, d: int, k: int, dtype, seed: int):
+    """Features and integer class codes 0..k-1 (every class present) of a noisy linear rule."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    scores = X @ rng.standard_normal((d, k)) + 0.7 * rng.standard_normal((n, k))
+    codes = np.argmax(scores, axis=1)
+    codes[:k] = np.arange(k)
+    return X, codes
+
+
+def sample_weights(n: int = N, seed: int = 5) -> np.ndarray:
+    """Uneven positive weights, a few of them zero."""
+    w = np.random.default_rng(seed).uniform(0.2, 3.0, n)
+    w[::9] = 0.0
+    return w
+
+
+def kernel_data(loss: str, X, y, weight=None):
+    """The (Y, weight) a backend's kernels see for ``fit(X, y, loss=..., sample_weight=weight)``."""
+    from fastgd.data import check_sample_weight, check_targets
+
+    Y = check_targets(y, X, resolve_loss(loss))[0]
+    if weight is not None:
+        weight = check_sample_weight(weight, X.shape[0], X.dtype)
+    return Y, weight
 
 
 def model_for(

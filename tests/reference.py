@@ -7,10 +7,15 @@ library, because they are part of the kernel contract.
 
 Conventions (the same as the library's):
 
-- parameters are one list ``theta`` of length d + 1: the weights, then the intercept;
-- a batch objective is the mean per-sample loss plus ``l2/2·‖w‖² + l1·‖w‖₁`` (never the
-  intercept);
-- optimizer state is ``(step, slots)`` with ``slots`` two lists of length d + 1, and
+- parameters are a list of d + 1 rows of K floats: the weights (one column per output),
+  then the intercepts. A plain list of d + 1 floats is a single output (K = 1), and the
+  results then come back as plain lists too;
+- targets: a float per sample (K = 1), or a list of K floats per sample; binary labels
+  are {0, 1} for the logistic loss and ±1 for hinge, squared hinge and modified Huber;
+  for the multinomial loss one class code per sample;
+- a batch objective is ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁``
+  (never the intercepts), with sample weights s_i (all 1 when not given);
+- optimizer state is ``(step, slots)`` with ``slots`` two parameter-shaped lists, and
   ``t = step + 1`` counts updates from 1 (schedules and Adam's bias correction use it).
 """
 
@@ -20,9 +25,15 @@ import math
 from collections.abc import Sequence
 
 from fastgd.specs import (
+    LOSS_EPSILON_INSENSITIVE,
+    LOSS_HINGE,
     LOSS_HUBER,
     LOSS_LOGISTIC,
+    LOSS_MODIFIED_HUBER,
+    LOSS_MULTINOMIAL,
     LOSS_SQUARED,
+    LOSS_SQUARED_EPSILON_INSENSITIVE,
+    LOSS_SQUARED_HINGE,
     OPT_ADAGRAD,
     OPT_ADAM,
     OPT_ADAMW,
@@ -35,7 +46,8 @@ from fastgd.specs import (
 )
 
 Vector = list[float]
-State = tuple[int, list[Vector]]
+Matrix = list[list[float]]
+State = tuple[int, list[Matrix]]
 
 # ------------------------------------------------------------------ per-sample losses
 
@@ -49,7 +61,7 @@ def sigmoid(p: float) -> float:
 
 
 def sample_loss(loss_code: int, loss_param: float, p: float, y: float) -> float:
-    """Loss of one prediction ``p`` against its target ``y``."""
+    """Loss of one prediction ``p`` against its target ``y`` (not for multinomial)."""
     if loss_code == LOSS_SQUARED:
         return 0.5 * (p - y) ** 2
     if loss_code == LOSS_HUBER:
@@ -58,18 +70,67 @@ def sample_loss(loss_code: int, loss_param: float, p: float, y: float) -> float:
     if loss_code == LOSS_LOGISTIC:
         # log(1 + e^p) = max(p, 0) + log(1 + e^-|p|), which never overflows.
         return max(p, 0.0) + math.log1p(math.exp(-abs(p))) - y * p
+    if loss_code == LOSS_HINGE:  # y = ±1
+        return max(0.0, 1.0 - y * p)
+    if loss_code == LOSS_SQUARED_HINGE:
+        return max(0.0, 1.0 - y * p) ** 2
+    if loss_code == LOSS_MODIFIED_HUBER:
+        z = y * p
+        return -4.0 * z if z < -1.0 else max(0.0, 1.0 - z) ** 2
+    if loss_code == LOSS_EPSILON_INSENSITIVE:
+        return max(0.0, abs(p - y) - loss_param)
+    if loss_code == LOSS_SQUARED_EPSILON_INSENSITIVE:
+        return max(0.0, abs(p - y) - loss_param) ** 2
     raise ValueError(f"unknown loss code {loss_code!r}")
 
 
 def sample_dloss(loss_code: int, loss_param: float, p: float, y: float) -> float:
-    """Derivative of :func:`sample_loss` with respect to ``p``."""
+    """Derivative of :func:`sample_loss` with respect to ``p``.
+
+    At the kinks, scikit-learn's choices: the hinge's derivative at a margin of exactly
+    1 is -y; the epsilon-insensitive losses' at ``|p − y| = ε`` is 0.
+    """
     if loss_code == LOSS_SQUARED:
         return p - y
     if loss_code == LOSS_HUBER:
         return min(max(p - y, -loss_param), loss_param)
     if loss_code == LOSS_LOGISTIC:
         return sigmoid(p) - y
+    if loss_code == LOSS_HINGE:
+        return -y if y * p <= 1.0 else 0.0
+    if loss_code == LOSS_SQUARED_HINGE:
+        return -2.0 * y * max(0.0, 1.0 - y * p)
+    if loss_code == LOSS_MODIFIED_HUBER:
+        z = y * p
+        if z >= 1.0:
+            return 0.0
+        return -2.0 * y * (1.0 - z) if z >= -1.0 else -4.0 * y
+    if loss_code == LOSS_EPSILON_INSENSITIVE:
+        return sign(p - y) if abs(p - y) > loss_param else 0.0
+    if loss_code == LOSS_SQUARED_EPSILON_INSENSITIVE:
+        return 2.0 * sign(p - y) * max(0.0, abs(p - y) - loss_param)
     raise ValueError(f"unknown loss code {loss_code!r}")
+
+
+def softmax_loss(p: Sequence[float], label: float) -> tuple[float, Vector]:
+    """Softmax cross-entropy ``log Σ_k e^{p_k} − p_label`` and its gradient in ``p``."""
+    top = max(p)
+    exps = [math.exp(v - top) for v in p]
+    total = sum(exps)
+    c = int(label)
+    loss = math.log(total) + top - p[c]
+    grad = [e / total - (1.0 if k == c else 0.0) for k, e in enumerate(exps)]
+    return loss, grad
+
+
+def row_loss(loss_code: int, loss_param: float, p: Sequence[float], y) -> tuple[float, Vector]:
+    """Loss of one sample summed over its K outputs, and its gradient in ``p`` (K,)."""
+    if loss_code == LOSS_MULTINOMIAL:
+        return softmax_loss(p, y[0] if isinstance(y, Sequence) else y)
+    targets = y if isinstance(y, Sequence) else [y]
+    pairs = list(zip(p, targets, strict=True))
+    total = sum(sample_loss(loss_code, loss_param, pk, yk) for pk, yk in pairs)
+    return total, [sample_dloss(loss_code, loss_param, pk, yk) for pk, yk in pairs]
 
 
 # ------------------------------------------------------------------------ penalties
@@ -80,70 +141,85 @@ def sign(v: float) -> float:
     return float((v > 0) - (v < 0))
 
 
-def penalty(w: Sequence[float], l2: float, l1: float) -> float:
-    """``l2/2·Σ w_j² + l1·Σ |w_j|``."""
-    return 0.5 * l2 * sum(v * v for v in w) + l1 * sum(abs(v) for v in w)
+def penalty(W: Matrix, l2: float, l1: float) -> float:
+    """``l2/2·Σ w² + l1·Σ |w|`` over every weight."""
+    flat = [v for row in W for v in row]
+    return 0.5 * l2 * sum(v * v for v in flat) + l1 * sum(abs(v) for v in flat)
 
 
-def penalty_grad(w: Sequence[float], l2: float, l1: float) -> Vector:
-    """(Sub)gradient of :func:`penalty`: ``l2·w_j + l1·sign(w_j)``."""
-    return [l2 * v + l1 * sign(v) for v in w]
+def penalty_grad(W: Matrix, l2: float, l1: float) -> Matrix:
+    """(Sub)gradient of :func:`penalty`: ``l2·w + l1·sign(w)``."""
+    return [[l2 * v + l1 * sign(v) for v in row] for row in W]
 
 
 # ---------------------------------------------------------------- batch objective
 
 
-def predict(x: Sequence[float], theta: Sequence[float]) -> float:
-    """``Σ_j x_j·w_j + b`` for one sample."""
-    d = len(x)
-    return sum(x[j] * theta[j] for j in range(d)) + theta[d]
+def as_matrix(theta: Sequence) -> tuple[Matrix, bool]:
+    """``theta`` as rows of K floats, and whether it was a plain vector (K = 1)."""
+    vector = not isinstance(theta[0], Sequence)
+    return ([[float(v)] for v in theta] if vector else [list(r) for r in theta]), vector
+
+
+def from_matrix(M: Matrix, vector: bool) -> list:
+    """The inverse of :func:`as_matrix`."""
+    return [row[0] for row in M] if vector else M
+
+
+def predict(x: Sequence[float], theta: Matrix) -> Vector:
+    """``Σ_j x_j·W_jk + b_k`` for one sample, for each output k."""
+    d, K = len(x), len(theta[0])
+    return [sum(x[j] * theta[j][k] for j in range(d)) + theta[d][k] for k in range(K)]
 
 
 def loss_grad(
     X: Sequence[Sequence[float]],
-    y: Sequence[float],
-    theta: Sequence[float],
+    y: Sequence,
+    theta: Sequence,
     model: Sequence,
-) -> tuple[float, Vector]:
+    weights: Sequence[float] | None = None,
+) -> tuple[float, list]:
     """Batch objective and its gradient, one sample at a time.
 
     Parameters
     ----------
     X : sequence of m rows of d floats
-    y : sequence of m floats
-    theta : sequence of d + 1 floats (weights, then intercept)
+    y : sequence of m targets (a float, or a list of K floats / of one class code)
+    theta : d + 1 floats, or d + 1 rows of K floats (weights, then intercepts)
     model : (loss_code, loss_param, l2, l1, fit_intercept)
+    weights : sequence of m floats, optional (all 1)
 
     Returns
     -------
     objective : float
-        ``(1/m)·Σ_i loss(p_i, y_i) + penalty(w)``.
-    grad : list of d + 1 floats
-        ``(1/m)·Σ_i dloss_i·x_i + penalty_grad(w)``, then ``(1/m)·Σ_i dloss_i`` for the
-        intercept (0 when it is not trained).
+        ``(1/m)·Σ_i s_i·loss_i + penalty(W)``.
+    grad : same shape as theta
+        ``(1/m)·Σ_i s_i·dloss_i·x_i + penalty_grad(W)``, then ``(1/m)·Σ_i s_i·dloss_i``
+        for the intercepts (0 when they are not trained).
     """
     loss_code, loss_param, l2, l1, fit_intercept = model
-    m, d = len(X), len(theta) - 1
-    w = list(theta[:d])
+    theta, vector = as_matrix(theta)
+    m, d, K = len(X), len(theta) - 1, len(theta[0])
+    weights = [1.0] * m if weights is None else weights
     total = 0.0
-    grad_w = [0.0] * d
-    grad_b = 0.0
-    for x, target in zip(X, y, strict=True):
-        p = predict(x, theta)
-        total += sample_loss(loss_code, loss_param, p, target)
-        g = sample_dloss(loss_code, loss_param, p, target)
-        for j in range(d):
-            grad_w[j] += g * x[j]
-        grad_b += g
-    pen_grad = penalty_grad(w, l2, l1)
-    grad = [grad_w[j] / m + pen_grad[j] for j in range(d)]
-    grad.append(grad_b / m if fit_intercept else 0.0)
-    return total / m + penalty(w, l2, l1), grad
+    grad_w = [[0.0] * K for _ in range(d)]
+    grad_b = [0.0] * K
+    for x, target, s in zip(X, y, weights, strict=True):
+        value, dp = row_loss(loss_code, loss_param, predict(x, theta), target)
+        total += s * value
+        for k in range(K):
+            for j in range(d):
+                grad_w[j][k] += s * dp[k] * x[j]
+            grad_b[k] += s * dp[k]
+    pen_grad = penalty_grad(theta[:d], l2, l1)
+    grad = [[grad_w[j][k] / m + pen_grad[j][k] for k in range(K)] for j in range(d)]
+    grad.append([g / m if fit_intercept else 0.0 for g in grad_b])
+    return total / m + penalty(theta[:d], l2, l1), from_matrix(grad, vector)
 
 
-def objective(X, y, theta, model) -> float:
+def objective(X, y, theta, model, weights=None) -> float:
     """Only the objective of :func:`loss_grad` (for finite differences)."""
-    return loss_grad(X, y, theta, model)[0]
+    return loss_grad(X, y, theta, model, weights)[0]
 
 
 # ------------------------------------------------------------------------ schedules
@@ -171,62 +247,75 @@ def learning_rate(schedule_code: int, schedule_params: Sequence[float], t: int) 
 # ----------------------------------------------------------------------- optimizers
 
 
-def init_state(n_params: int, opt: Sequence) -> State:
-    """``(0, [slot0, slot1])``; AdaGrad's sum of squares starts at its initial value."""
+def init_state(n_params: int, opt: Sequence, n_outputs: int | None = None) -> State:
+    """``(0, [slot0, slot1])``; AdaGrad's sum of squares starts at its initial value.
+
+    Slots are lists of ``n_params`` floats, or of ``n_params`` rows of ``n_outputs``.
+    """
     code, params = opt[0], opt[1]
     first = params[0] if code == OPT_ADAGRAD else 0.0
-    return 0, [[first] * n_params, [0.0] * n_params]
+    if n_outputs is None:
+        return 0, [[first] * n_params, [0.0] * n_params]
+    return 0, [[[first] * n_outputs for _ in range(n_params)],
+               [[0.0] * n_outputs for _ in range(n_params)]]
 
 
-def update(
-    theta: Sequence[float], grad: Sequence[float], state: State, opt: Sequence
-) -> tuple[Vector, State]:
+def update(theta: Sequence, grad: Sequence, state: State, opt: Sequence) -> tuple[list, State]:
     """One optimizer step on new lists (the inputs are left as they are).
 
     Parameters
     ----------
-    theta, grad : sequences of d + 1 floats
-    state : (step, [slot0, slot1])
+    theta, grad : d + 1 floats, or d + 1 rows of K floats
+    state : (step, [slot0, slot1]), slots shaped like theta
     opt : (code, params[4], schedule_code, schedule_params[3])
 
     Returns
     -------
-    theta, state : the parameters and state after the step.
+    theta, state : the parameters and state after the step (shaped like the inputs).
     """
-    code, params, schedule_code, schedule_params = opt
-    step, (s0, s1) = state
-    t = step + 1
-    lr = learning_rate(schedule_code, schedule_params, t)
-    n_params = len(theta)
-    s0, s1 = list(s0), list(s1)
+    theta, vector = as_matrix(theta)
+    grad = as_matrix(grad)[0]
+    step, slots = state
+    s0, s1 = (as_matrix(slot)[0] for slot in slots)
     new_theta = []
-    for j in range(n_params):
-        g = grad[j]
-        if code == OPT_SGD:
-            momentum, nesterov = params[0], params[1]
-            s0[j] = g + momentum * s0[j]
-            u = g + momentum * s0[j] if nesterov else s0[j]
-        elif code == OPT_ADAGRAD:
-            eps = params[1]
-            s0[j] = s0[j] + g * g
-            u = g / math.sqrt(s0[j] + eps)
-        elif code == OPT_RMSPROP:
-            decay, eps = params[0], params[1]
-            s0[j] = decay * s0[j] + (1.0 - decay) * g * g
-            u = g / math.sqrt(s0[j] + eps)
-        elif code in (OPT_ADAM, OPT_ADAMW):
-            b1, b2, eps, weight_decay = params
-            s0[j] = b1 * s0[j] + (1.0 - b1) * g
-            s1[j] = b2 * s1[j] + (1.0 - b2) * g * g
-            m_hat = s0[j] / (1.0 - b1**t)
-            v_hat = s1[j] / (1.0 - b2**t)
-            u = m_hat / (math.sqrt(v_hat) + eps)
-            if code == OPT_ADAMW and j < n_params - 1:  # decay the weights, not the intercept
-                u += weight_decay * theta[j]
-        else:
-            raise ValueError(f"unknown optimizer code {code!r}")
-        new_theta.append(theta[j] - lr * u)
-    return new_theta, (t, [s0, s1])
+    for j, (row, grow) in enumerate(zip(theta, grad, strict=True)):
+        is_weight = j < len(theta) - 1  # AdamW decays the weights, not the intercepts
+        new_theta.append([
+            _update_entry(row[k], grow[k], s0[j], s1[j], k, step + 1, opt, is_weight)
+            for k in range(len(row))
+        ])
+    slots = [from_matrix(s0, vector), from_matrix(s1, vector)]
+    return from_matrix(new_theta, vector), (step + 1, slots)
+
+
+def _update_entry(x, g, s0_row, s1_row, k, t, opt, is_weight) -> float:
+    """One parameter's step; updates its slots ``s0_row[k]``, ``s1_row[k]`` in place."""
+    code, params, schedule_code, schedule_params = opt
+    lr = learning_rate(schedule_code, schedule_params, t)
+    if code == OPT_SGD:
+        momentum, nesterov = params[0], params[1]
+        s0_row[k] = g + momentum * s0_row[k]
+        u = g + momentum * s0_row[k] if nesterov else s0_row[k]
+    elif code == OPT_ADAGRAD:
+        eps = params[1]
+        s0_row[k] = s0_row[k] + g * g
+        u = g / math.sqrt(s0_row[k] + eps)
+    elif code == OPT_RMSPROP:
+        decay, eps = params[0], params[1]
+        s0_row[k] = decay * s0_row[k] + (1.0 - decay) * g * g
+        u = g / math.sqrt(s0_row[k] + eps)
+    elif code in (OPT_ADAM, OPT_ADAMW):
+        b1, b2, eps, weight_decay = params
+        s0_row[k] = b1 * s0_row[k] + (1.0 - b1) * g
+        s1_row[k] = b2 * s1_row[k] + (1.0 - b2) * g * g
+        m_hat = s0_row[k] / (1.0 - b1**t)
+        v_hat = s1_row[k] / (1.0 - b2**t)
+        u = m_hat / (math.sqrt(v_hat) + eps)
+        if code == OPT_ADAMW and is_weight:
+            u += weight_decay * x
+    else:
+        raise ValueError(f"unknown optimizer code {code!r}")
+    return x - lr * u
 
 
 # -------------------------------------------------------------------- training loop
@@ -247,7 +336,8 @@ def run_epochs(
     batch_size: int,
     model: Sequence,
     opt: Sequence,
-) -> tuple[Vector, State, Vector]:
+    weights: Sequence[float] | None = None,
+) -> tuple[list, State, Vector]:
     """Every batch of every epoch in ``orders``, one update per batch.
 
     Returns
@@ -258,13 +348,15 @@ def run_epochs(
         Per epoch, ``Σ_batches (batch size)·objective / n``, each batch objective taken
         before that batch's update.
     """
-    theta = [float(v) for v in theta]
     n = len(y)
+    weights = [1.0] * n if weights is None else weights
     losses = []
     for order in orders:
         weighted = 0.0
         for idx in batches(order, batch_size):
-            value, grad = loss_grad([X[i] for i in idx], [y[i] for i in idx], theta, model)
+            value, grad = loss_grad(
+                [X[i] for i in idx], [y[i] for i in idx], theta, model, [weights[i] for i in idx]
+            )
             theta, state = update(theta, grad, state, opt)
             weighted += value * len(idx)
         losses.append(weighted / n)
@@ -279,16 +371,18 @@ def train(
     batch_size: int,
     model: Sequence,
     opt: Sequence,
-) -> tuple[Vector, Vector]:
+    weights: Sequence[float] | None = None,
+) -> tuple[list, Vector]:
     """A whole training run from ``theta0`` with a fresh optimizer state.
 
     Returns
     -------
-    theta : list of d + 1 floats
+    theta : shaped like ``theta0``
     loss_history : list of floats, one per epoch
     """
-    state = init_state(len(theta0), opt)
-    theta, _, losses = run_epochs(X, y, theta0, state, orders, batch_size, model, opt)
+    matrix, vector = as_matrix(theta0)
+    state = init_state(len(matrix), opt, None if vector else len(matrix[0]))
+    theta, _, losses = run_epochs(X, y, theta0, state, orders, batch_size, model, opt, weights)
     return theta, losses
 
 

@@ -63,25 +63,27 @@ def test_kernels_return_the_documented_shapes_and_dtypes(backend, dtype):
     n, d = X.shape
     opt = lowered(fastgd.Adam(lr=0.01))
     model = model_for("squared", "l2")
-    Xb, yb, theta = kernels.prepare(X, y, np.zeros(d + 1, dtype=dtype), None)
+    Y = np.stack([y, -y], axis=1)
+    data, theta = kernels.prepare(X, Y, np.zeros((d + 1, 2), dtype=dtype), None, np.ones(n, dtype))
+    assert set(data._fields) == {"X", "Y", "weight"}
 
-    value, grad = kernels.loss_grad(Xb, yb, theta, model)
+    value, grad = kernels.loss_grad(data, theta, model)
     assert np.ndim(value) == 0 and np.isfinite(float(value))
-    assert np.asarray(grad).shape == (d + 1,) and np.asarray(grad).dtype == dtype
+    assert np.asarray(grad).shape == (d + 1, 2) and np.asarray(grad).dtype == dtype
 
     step, slots = kernels.init_state(theta, opt)
     assert int(step) == 0
-    assert np.asarray(slots).shape == (2, d + 1) and np.asarray(slots).dtype == dtype
+    assert np.asarray(slots).shape == (2, d + 1, 2) and np.asarray(slots).dtype == dtype
 
     theta, (step, slots) = kernels.update(theta, grad, (step, slots), opt)
     assert int(step) == 1 and np.asarray(theta).dtype == dtype
 
     orders = np.stack([np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)[::-1]])
-    theta, (step, slots), losses = kernels.run_epochs(Xb, yb, theta, (step, slots), orders, 8,
+    theta, (step, slots), losses = kernels.run_epochs(data, theta, (step, slots), orders, 8,
                                                       model, opt)
     batches = -(-n // 8)
     assert int(step) == 1 + 2 * batches
-    assert np.asarray(theta).shape == (d + 1,) and np.asarray(theta).dtype == dtype
+    assert np.asarray(theta).shape == (d + 1, 2) and np.asarray(theta).dtype == dtype
     losses = np.asarray(losses)
     assert losses.shape == (2,) and losses.dtype == np.float64
     assert np.isfinite(losses).all()
@@ -92,10 +94,22 @@ def test_loss_grad_at_zero_is_half_mean_square(backend):
     kernels = fastgd.get_backend(backend)
     X = np.array([[1.0, 2.0], [3.0, -1.0]])
     y = np.array([2.0, 4.0])
-    Xb, yb, theta = kernels.prepare(X, y, np.zeros(3), None)
-    value, grad = kernels.loss_grad(Xb, yb, theta, model_for("squared"))
+    data, theta = kernels.prepare(X, y[:, None], np.zeros((3, 1)), None)
+    value, grad = kernels.loss_grad(data, theta, model_for("squared"))
     assert float(value) == pytest.approx(5.0, rel=1e-15)
-    np.testing.assert_allclose(np.asarray(grad), [-7.0, 0.0, -3.0], rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(grad)[:, 0], [-7.0, 0.0, -3.0], rtol=1e-15)
+
+
+def test_weighted_loss_grad_by_hand(backend):
+    """Weights 3 and 1 at θ = 0: objective (3·2² + 1·4²)/2/2 = 7, as (1/m)·Σ s_i·loss_i."""
+    kernels = fastgd.get_backend(backend)
+    X = np.array([[1.0, 2.0], [3.0, -1.0]])
+    y = np.array([[2.0], [4.0]])
+    data, theta = kernels.prepare(X, y, np.zeros((3, 1)), None, np.array([3.0, 1.0]))
+    value, grad = kernels.loss_grad(data, theta, model_for("squared"))
+    assert float(value) == pytest.approx(7.0, rel=1e-15)
+    # -(1/2)·(3·2·x_1 + 1·4·x_2) = -(1/2)·([6, 12] + [12, -4]) = [-9, -4]; b: -(6 + 4)/2
+    np.testing.assert_allclose(np.asarray(grad)[:, 0], [-9.0, -4.0, -5.0], rtol=1e-15)
 
 
 def test_the_fixture_covers_every_importable_backend():

@@ -204,8 +204,8 @@ def test_check_grad_catches_a_wrong_gradient(monkeypatch):
     assert fastgd.check_grad(X, y, coef, 0.3) < 1e-7
     right = numpy_backend.loss_grad
 
-    def off_by_a_tenth(X, y, theta, model):
-        value, grad = right(X, y, theta, model)
+    def off_by_a_tenth(data, theta, model):
+        value, grad = right(data, theta, model)
         return value, grad * 1.1
 
     monkeypatch.setattr(numpy_backend, "loss_grad", off_by_a_tenth)

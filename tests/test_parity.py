@@ -17,13 +17,16 @@ from helpers import (
     BATCH_MODES,
     EPOCHS,
     F32_EPS,
+    K_MULTI,
     L1_RATIO,
     LOSSES,
+    NEW_LOSSES,
     OPTIMIZERS,
     PENALTIES,
     covering_cases,
     problem,
     rel_err,
+    sample_weights,
     theta_of,
 )
 
@@ -89,3 +92,52 @@ def test_parity_over_many_chunks(other):
     whole = fastgd.fit(X, y, backend="numpy", **kwargs)
     assert rel_err(theta_of(stepped), theta_of(whole)) <= F64_RTOL.get(other, 1e-10)
     assert rel_err(stepped.loss_history, whole.loss_history) <= F64_RTOL.get(other, 1e-10)
+
+
+def new_loss_cases() -> list[tuple[str, int | None, bool, str, str]]:
+    """(loss, outputs, weighted, batch mode, optimizer) for every new loss x K x weights x
+    mode; the optimizers cycle along the list (72 cases, 7 optimizers), so each meets
+    every loss, and K = None is a 1-D y (K = 1; for multinomial 2 classes)."""
+    names = list(OPTIMIZERS)
+    cases = [
+        (loss, k, weighted, mode)
+        for loss in NEW_LOSSES
+        for k in (None, K_MULTI)
+        for weighted in (False, True)
+        for mode in BATCH_MODES
+    ]
+    return [(*case, names[i % len(names)]) for i, case in enumerate(cases)]
+
+
+@functools.cache
+def run_new(backend, loss, n_outputs, weighted, mode, name, dtype_name="float64"):
+    if loss == "multinomial":  # 1-D labels either way: 2 or 3 classes
+        X, y = problem(loss, np.dtype(dtype_name).type, n_outputs=n_outputs or 2)
+    else:
+        X, y = problem(loss, np.dtype(dtype_name).type, n_outputs=n_outputs)
+    result = fastgd.fit(
+        X, y, loss=loss, optimizer=OPTIMIZERS[name], batch_size=BATCH_MODES[mode],
+        epochs=EPOCHS, penalty="elasticnet", alpha=ALPHA, l1_ratio=L1_RATIO, seed=SEED,
+        sample_weight=sample_weights(X.shape[0]) if weighted else None, backend=backend,
+    )
+    assert result.coef.dtype == np.dtype(dtype_name)
+    theta = np.vstack([result.coef.reshape(X.shape[1], -1), np.reshape(result.intercept, (1, -1))])
+    return theta, result.loss_history.copy()
+
+
+@pytest.mark.parametrize(("loss", "n_outputs", "weighted", "mode", "name"), new_loss_cases())
+@pytest.mark.parametrize("other", OTHERS)
+def test_new_losses_outputs_and_weights_parity(other, loss, n_outputs, weighted, mode, name):
+    theta, losses = run_new(other, loss, n_outputs, weighted, mode, name)
+    ref_theta, ref_losses = run_new("numpy", loss, n_outputs, weighted, mode, name)
+    assert rel_err(theta, ref_theta) <= F64_RTOL.get(other, 1e-10)
+    assert rel_err(losses, ref_losses) <= F64_RTOL.get(other, 1e-10)
+
+
+@pytest.mark.parametrize("loss", NEW_LOSSES)
+@pytest.mark.parametrize("other", OTHERS)
+def test_new_losses_float32_parity(other, loss):
+    theta, losses = run_new(other, loss, K_MULTI, True, "mini", "adam", "float32")
+    ref_theta, ref_losses = run_new("numpy", loss, K_MULTI, True, "mini", "adam", "float32")
+    assert rel_err(theta, ref_theta) <= F32_RTOL
+    assert rel_err(losses, ref_losses) <= F32_RTOL

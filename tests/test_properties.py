@@ -88,12 +88,17 @@ def test_numpy_per_sample_losses_match_oracle(p, y, eps, label):
     from fastgd.backends import numpy_backend
 
     X = np.array([[1.0]])
+    sign = 2.0 * label - 1.0
     for spec, target in ((fastgd.Squared(), y), (fastgd.Huber(eps), y),
-                         (fastgd.Logistic(), label)):
+                         (fastgd.Logistic(), label), (fastgd.Hinge(), sign),
+                         (fastgd.SquaredHinge(), sign), (fastgd.ModifiedHuber(), sign),
+                         (fastgd.EpsilonInsensitive(eps), y),
+                         (fastgd.SquaredEpsilonInsensitive(eps), y)):
         model = model_for(spec)
-        value, grad = numpy_backend.loss_grad(X, np.array([target]), np.array([p, 0.0]), model)
+        data = numpy_backend.Data(X, np.array([[target]]))
+        value, grad = numpy_backend.loss_grad(data, np.array([[p], [0.0]]), model)
         code, param = model.loss_code, model.loss_param
         expected = ref.sample_loss(code, param, p, target)
         derivative = ref.sample_dloss(code, param, p, target)
         assert abs(value - expected) <= 1e-12 * max(1.0, abs(expected))
-        assert abs(grad[0] - derivative) <= 1e-12 and abs(grad[1] - derivative) <= 1e-12
+        assert abs(grad[0, 0] - derivative) <= 1e-12 and abs(grad[1, 0] - derivative) <= 1e-12

@@ -1,7 +1,8 @@
 """Backend registry: the same five functions written three ways, imported lazily.
 
-Each backend module defines ``prepare``, ``loss_grad``, ``init_state``, ``update`` and
-``run_epochs`` with identical signatures (see ``numpy_backend`` for their contract).
+Each backend module defines the data bundle ``Data`` and the functions ``prepare``,
+``loss_grad``, ``init_state``, ``update`` and ``run_epochs`` with identical signatures (see
+``numpy_backend`` for their contract).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from types import ModuleType
 
 __all__ = ["BACKEND_MODULES", "CONTRACT", "available_backends", "get_backend"]
 
-#: The public functions every backend module defines, with the same signatures.
-CONTRACT = ("prepare", "loss_grad", "init_state", "update", "run_epochs")
+#: The public names every backend module defines, with the same signatures.
+CONTRACT = ("Data", "prepare", "loss_grad", "init_state", "update", "run_epochs")
 
 #: Backend name -> module path. ``available_backends`` lists those whose module imports.
 BACKEND_MODULES = {

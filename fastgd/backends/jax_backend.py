@@ -1,9 +1,12 @@
 """The jax backend: ``jax.value_and_grad`` of one jnp objective, a scanned training loop.
 
-The same public names, signatures and semantics as ``numpy_backend``:
+The same public names, signatures and semantics as ``numpy_backend`` (whose docstrings
+define the contract: parameters ``theta`` of shape (d + 1, K), data as one :class:`Data`
+bundle ``(X, Y, weight)``, targets in the form the loss's formula uses):
 
 - :func:`prepare` — move the data and parameters to a jax device, once per fit;
-- :func:`loss_grad` — mean loss (plus penalty) and its gradient, by ``jax.value_and_grad``;
+- :func:`loss_grad` — mean (weighted) loss plus penalty and its gradient, by
+  ``jax.value_and_grad``;
 - :func:`init_state` — the optimizer's state ``(step, slots)``, on the parameters' device;
 - :func:`update` — one optimizer step (optax's formulas, written in jnp);
 - :func:`run_epochs` — all batches of a chunk of epochs as one compiled program.
@@ -13,23 +16,33 @@ Design notes
 * **One definition of the mathematics.** Each loss and the penalty are written once in
   jnp (:func:`_sample_losses`, :func:`_penalty`); every gradient comes from
   ``jax.value_and_grad`` (of :func:`_objective`, or of its loss sum and penalty term
-  when a large full batch is taken in row blocks). The l1 term is written
-  ``w · sign(w)`` so that its derivative at ``w = 0`` is 0, the subgradient the other
-  backends use (``jnp.abs`` would give 1 there). The intercept enters through
-  ``stop_gradient`` when it is not fitted, so its gradient is exactly 0.
+  when a large full batch is taken in row blocks). The formulas are written so that
+  their jax derivative is the subgradient the other backends use at the kinks: the l1
+  term is ``w · sign(w)`` (derivative 0 at ``w = 0``, where ``jnp.abs`` would give 1),
+  and the piecewise losses pick their branch with ``jnp.where`` on the same strict or
+  non-strict comparison as numpy's derivative (``jnp.maximum`` would split the gradient
+  at a tie: the hinge at a margin of exactly 1 must give -s, scikit-learn's choice). The
+  intercepts enter through ``stop_gradient`` when they are not fitted, so their
+  gradient is exactly 0.
+* **K outputs and sample weights.** The K outputs are the K columns of one (d, K) weight
+  matrix; the per-sample loss is summed over them (or is the softmax cross-entropy of
+  the row, for ``multinomial``). A batch objective is ``(1/m)·Σ_i weight_i·loss_i +
+  penalty``; without weights :class:`Data` carries None, an empty subtree, so the
+  unweighted program is a different compiled program with no multiplication at all.
 * **Static configuration is small.** A compiled program depends on the int codes (loss,
-  optimizer, schedule), ``fit_intercept``, ``batch_size``, the array shapes, the dtype
-  and two booleans that let the program skip dead arithmetic: "some penalty is
-  non-zero" and "SGD has momentum". Every float hyper-parameter (Huber's epsilon, the
-  penalty strengths, optimizer and schedule parameters) is a traced input, so refits
-  with other values reuse the program. The number of epochs in a chunk is rounded up to
-  a power of two (the extra rows are never run), so chunks of different lengths mostly
-  share programs too.
-* **Weights and intercept apart.** The public functions take and return one vector
-  ``theta = [w, b]``, like the other backends; inside the compiled programs it travels as
-  the pair ``(w, b)`` (:func:`_split`, :func:`_join`), and so do the optimizer's slots,
-  which spares every step the slicing and re-assembling of a (d + 1,) vector (about 15%
-  of a per-sample SGD step on a CPU). The arithmetic is the same, element by element.
+  optimizer, schedule), ``fit_intercept``, ``batch_size``, the array shapes (K among
+  them), whether there are weights, the dtype and two booleans that let the program
+  skip dead arithmetic: "some penalty is non-zero" and "SGD has momentum". Every float
+  hyper-parameter (the loss's epsilon, the penalty strengths, optimizer and schedule
+  parameters) is a traced input, so refits with other values reuse the program. The
+  number of epochs in a chunk is rounded up to a power of two (the extra rows are never
+  run), so chunks of different lengths mostly share programs too.
+* **Weights and intercepts apart.** The public functions take and return one matrix
+  ``theta = [W; b]``, like the other backends; inside the compiled programs it travels
+  as the pair ``(W, b)`` of shapes (d, K) and (1, K) (:func:`_split`, :func:`_join`),
+  and so do the optimizer's slots, which spares every step the slicing and
+  re-assembling of theta (about 15% of a per-sample SGD step on a CPU). The arithmetic
+  is the same, element by element.
 * **One program per chunk.** :func:`run_epochs` is a single ``jax.jit`` call: a
   ``lax.fori_loop`` over epochs around a ``lax.scan`` over the full batches of each
   epoch, then the short last batch (its size ``n % batch_size`` is static, so it is a
@@ -71,8 +84,15 @@ from jax.experimental.xla_metadata import set_xla_metadata
 
 from .._rows import map_row_ranges
 from ..specs import (
+    LOSS_EPSILON_INSENSITIVE,
+    LOSS_HINGE,
     LOSS_HUBER,
     LOSS_LOGISTIC,
+    LOSS_MODIFIED_HUBER,
+    LOSS_MULTINOMIAL,
+    LOSS_SQUARED,
+    LOSS_SQUARED_EPSILON_INSENSITIVE,
+    LOSS_SQUARED_HINGE,
     OPT_ADAGRAD,
     OPT_ADAM,
     OPT_ADAMW,
@@ -86,13 +106,13 @@ from ..specs import (
     LoweredOptimizer,
 )
 
-__all__ = ["NAME", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
+__all__ = ["NAME", "Data", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
 
 NAME = "jax"
 
 State = tuple[jax.Array, jax.Array]
 
-#: Inside the compiled programs: weights of shape (d,) and intercept of shape (1,).
+#: Inside the compiled programs: weights of shape (d, K) and intercepts of shape (1, K).
 Params = tuple[jax.Array, jax.Array]
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -100,6 +120,37 @@ _HIGHEST = lax.Precision.HIGHEST
 # The traced hyper-parameter vector (float64) of run_epochs: the model's three numbers
 # (see _model_hyper), then the optimizer's four and the schedule's three (see _opt_hyper).
 _N_MODEL_HYPER = 3
+
+
+class Data(NamedTuple):
+    """The training data as the kernels read them (jax arrays on one device here).
+
+    A NamedTuple is a jax pytree, so the bundle goes into the compiled programs as one
+    argument; a ``weight`` of None is an empty subtree, which makes "weighted or not"
+    part of the program's static structure.
+
+    Attributes
+    ----------
+    X : jax.Array, shape (n, d)
+        Samples, float32 or float64.
+    Y : jax.Array, shape (n, T)
+        Targets in ``X``'s dtype: T = K outputs, or T = 1 column of class codes for the
+        multinomial loss.
+    weight : jax.Array of shape (n,) or None
+        Per-sample weights in ``X``'s dtype; None means all ones.
+    """
+
+    X: jax.Array
+    Y: jax.Array
+    weight: jax.Array | None = None
+
+    def take(self, idx: jax.Array) -> Data:
+        """The rows ``idx`` of every array (a mini-batch); ``idx`` must be in bounds.
+
+        Also used inside the compiled programs, where the promise spares the bounds
+        handling of each gather.
+        """
+        return jax.tree.map(lambda a: a.at[idx].get(mode="promise_in_bounds"), self)
 
 
 # ----------------------------------------------------------------- configuration
@@ -175,6 +226,8 @@ class _ModelStatic(NamedTuple):
     #: penalty out (a measurable saving per step for small batches). The strengths
     #: themselves stay traced, so all penalised fits share one program.
     penalized: bool
+    # Whether samples are weighted is static too, as the structure of the Data argument
+    # (a weight of None is an empty subtree).
 
 
 def _model_static(model: LoweredModel) -> _ModelStatic:
@@ -210,24 +263,70 @@ def _opt_hyper(opt: LoweredOptimizer) -> np.ndarray:
 # ------------------------------------------------------------------- mathematics
 
 
-def _sample_losses(p: jax.Array, y: jax.Array, loss_code: int, epsilon: jax.Array) -> jax.Array:
-    """Per-sample losses, shape (m,): the single definition every gradient derives from."""
-    if loss_code == LOSS_LOGISTIC:
-        return jnp.logaddexp(0.0, p) - y * p
-    r = p - y
-    if loss_code == LOSS_HUBER:
+def _multinomial(P: jax.Array, codes: jax.Array) -> jax.Array:
+    """Softmax cross-entropy per row, shape (m,), of scores ``P`` (m, K) and codes (m, 1).
+
+    ``logsumexp`` is the stable one (shifted by the row maximum); the picked score is
+    taken through a one-hot mask, whose derivative is the mask itself.
+    """
+    picked = codes == jnp.arange(P.shape[1], dtype=codes.dtype)
+    return jax.nn.logsumexp(P, axis=1) - jnp.sum(jnp.where(picked, P, 0.0), axis=1)
+
+
+def _signed_label_loss(code: int, P: jax.Array, S: jax.Array) -> jax.Array:
+    """Margin losses of labels ``S`` = ±1 (scikit-learn's formulas), with z = s·p.
+
+    Each branch is chosen by ``jnp.where`` on numpy's comparison, so the derivative at a
+    kink is numpy's: the hinge at z = 1 gives -s.
+    """
+    z = S * P
+    if code == LOSS_HINGE:  # max(0, 1 - z)
+        return jnp.where(z > 1, 0.0, 1 - z)
+    gap = jnp.where(z < 1, 1 - z, 0.0)  # max(1 - z, 0)
+    if code == LOSS_SQUARED_HINGE:
+        return gap * gap
+    # modified Huber: 0 for z >= 1, (1 - z)^2 for -1 <= z < 1, -4z below
+    return jnp.where(z < -1, -4 * z, gap * gap)
+
+
+def _residual_loss(code: int, eps: jax.Array, r: jax.Array) -> jax.Array:
+    """Regression losses of the residual ``r = p − y`` (``eps``: the loss's epsilon)."""
+    if code == LOSS_HUBER:
         abs_r = jnp.abs(r)
-        return jnp.where(abs_r <= epsilon, 0.5 * r * r, epsilon * (abs_r - 0.5 * epsilon))
-    return 0.5 * r * r
+        return jnp.where(abs_r <= eps, 0.5 * r * r, eps * (abs_r - 0.5 * eps))
+    if code in (LOSS_EPSILON_INSENSITIVE, LOSS_SQUARED_EPSILON_INSENSITIVE):
+        excess = jnp.abs(r) - eps
+        excess = jnp.where(excess > 0, excess, 0.0)  # max(0, |r| - eps), derivative 0 at 0
+        return excess if code == LOSS_EPSILON_INSENSITIVE else excess * excess
+    if code == LOSS_SQUARED:
+        return 0.5 * r * r
+    raise ValueError(f"unknown loss code {code!r}")
 
 
-def _penalty(w: jax.Array, l2: jax.Array, l1: jax.Array) -> jax.Array:
-    """``l2/2·‖w‖² + l1·‖w‖₁``; ``w·sign(w)`` makes the l1 derivative 0 at w = 0."""
-    return 0.5 * l2 * jnp.dot(w, w, precision=_HIGHEST) + l1 * jnp.sum(w * jnp.sign(w))
+def _sample_losses(P: jax.Array, Y: jax.Array, loss_code: int, eps: jax.Array) -> jax.Array:
+    """Per-sample losses (m,), summed over the outputs: what every gradient derives from.
+
+    ``P`` and ``Y`` are (m, K) and (m, T) as in :class:`Data`, or (m,) and (m,) for a
+    single output inside the programs (see :func:`_split`).
+    """
+    if loss_code == LOSS_MULTINOMIAL:
+        return _multinomial(P, Y)
+    if loss_code == LOSS_LOGISTIC:
+        losses = jnp.logaddexp(0.0, P) - Y * P
+    elif loss_code in (LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
+        losses = _signed_label_loss(loss_code, P, Y)
+    else:
+        losses = _residual_loss(loss_code, eps, P - Y)
+    return losses if losses.ndim == 1 else jnp.sum(losses, axis=1)
+
+
+def _penalty(W: jax.Array, l2: jax.Array, l1: jax.Array) -> jax.Array:
+    """``l2/2·‖W‖² + l1·‖W‖₁`` over all entries; ``w·sign(w)`` has l1 derivative 0 at 0."""
+    return 0.5 * l2 * jnp.vdot(W, W, precision=_HIGHEST) + l1 * jnp.sum(W * jnp.sign(W))
 
 
 def _split(theta: jax.Array) -> Params:
-    """``theta`` of shape (p,) as the pair (weights (p - 1,), intercept (1,))."""
+    """``theta`` of shape (d + 1, K) as the pair (weights (d, K), intercepts (1, K))."""
     return theta[:-1], theta[-1:]
 
 
@@ -237,60 +336,64 @@ def _join(params: Params) -> jax.Array:
 
 
 def _loss_sum(
-    params: Params, X: jax.Array, y: jax.Array, model_hyper: jax.Array, static: _ModelStatic
+    params: Params, data: Data, model_hyper: jax.Array, static: _ModelStatic
 ) -> tuple[jax.Array, jax.Array]:
-    """Sum over the rows of ``X`` of the per-sample loss of ``p = X @ w + b``.
+    """Sum over the rows of ``data`` of the (weighted) per-sample loss of ``P = X @ W + b``.
 
-    ``params`` is the pair ``(w, b)`` of shapes (d,) and (1,): inside the compiled
-    programs the weights and the intercept travel separately, which spares every step
-    the slicing and re-assembling of one (d + 1,) vector (about 15% of a per-sample SGD
-    step on a CPU).
+    ``params`` is the pair ``(W, b)`` of shapes (d, K) and (1, K): inside the compiled
+    programs the weights and the intercepts travel separately, which spares every step
+    the slicing and re-assembling of theta (about 15% of a per-sample SGD step on a CPU).
 
     Returns
     -------
-    total : 0-d array, dtype of ``w``
-        What is differentiated; ``b`` gets no gradient when the intercept is not fitted.
+    total : 0-d array, dtype of ``W``
+        ``Σ_i weight_i·loss_i``, what is differentiated; ``b`` gets no gradient when the
+        intercept is not fitted.
     total64 : 0-d float64 array
         The same sum accumulated in float64 (``total`` itself for float64 data).
     """
-    w, b = params
-    b = b[0] if static.fit_intercept else lax.stop_gradient(b[0])
-    p = jnp.matmul(X, w, precision=_HIGHEST) + b
-    epsilon = model_hyper[0].astype(w.dtype)
-    losses = _sample_losses(p, y, static.loss_code, epsilon)
+    W, b = params
+    if not static.fit_intercept:
+        b = lax.stop_gradient(b)
+    X, Y, weight = data
+    P = jnp.matmul(X, W, precision=_HIGHEST) + b
+    eps = model_hyper[0].astype(W.dtype)
+    losses = _sample_losses(P, Y, static.loss_code, eps)
+    if weight is not None:
+        losses = losses * weight
     total = jnp.sum(losses)
-    if w.dtype == jnp.float64:
+    if W.dtype == jnp.float64:
         return total, total
     return total, jnp.sum(losses.astype(jnp.float64))
 
 
-def _penalty_term(w: jax.Array, model_hyper: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The penalty on the weights ``w`` in their dtype, and in float64 for the report."""
-    l2, l1 = model_hyper[1].astype(w.dtype), model_hyper[2].astype(w.dtype)
-    penalty = _penalty(w, l2, l1)
-    if w.dtype == jnp.float64:
+def _penalty_term(W: jax.Array, model_hyper: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The penalty on the weights ``W`` in their dtype, and in float64 for the report."""
+    l2, l1 = model_hyper[1].astype(W.dtype), model_hyper[2].astype(W.dtype)
+    penalty = _penalty(W, l2, l1)
+    if W.dtype == jnp.float64:
         return penalty, penalty
-    report = 0.5 * model_hyper[1] * jnp.dot(w, w, precision=_HIGHEST).astype(
+    report = 0.5 * model_hyper[1] * jnp.vdot(W, W, precision=_HIGHEST).astype(
         jnp.float64
-    ) + model_hyper[2] * jnp.sum(jnp.abs(w)).astype(jnp.float64)
+    ) + model_hyper[2] * jnp.sum(jnp.abs(W)).astype(jnp.float64)
     return penalty, report
 
 
 def _objective(
-    params: Params, X: jax.Array, y: jax.Array, model_hyper: jax.Array, static: _ModelStatic
+    params: Params, data: Data, model_hyper: jax.Array, static: _ModelStatic
 ) -> tuple[jax.Array, jax.Array]:
-    """Batch objective (mean loss + penalty) in the data's dtype, and its float64 report.
+    """Batch objective (mean weighted loss + penalty) in the data's dtype, and its report.
 
     Returns
     -------
-    objective : 0-d array, dtype of ``w``
+    objective : 0-d array, dtype of ``W``
         What is differentiated.
     report : 0-d float64 array
         The same quantity with the mean and the penalty summed in float64, as the numpy
         backend reports it (for float64 data, the objective itself).
     """
-    m = X.shape[0]
-    total, total64 = _loss_sum(params, X, y, model_hyper, static)
+    m = data.X.shape[0]
+    total, total64 = _loss_sum(params, data, model_hyper, static)
     if not static.penalized:
         return total / m, total64 / m
     penalty, penalty64 = _penalty_term(params[0], model_hyper)
@@ -318,7 +421,7 @@ def _block_rows(n: int, d: int, itemsize: int, on_cpu: bool) -> int:
     return rows if on_cpu and n >= 4 * rows else n
 
 
-def _blocked_loss_grad(params, X, y, model_hyper, static, block_rows):
+def _blocked_loss_grad(params, data, model_hyper, static, block_rows):
     """:func:`_batch_loss_grad` one row block at a time: X is read from memory once.
 
     ``jax.value_and_grad`` of the loss sum is taken block by block (forward and backward
@@ -327,38 +430,37 @@ def _blocked_loss_grad(params, X, y, model_hyper, static, block_rows):
     differentiating :func:`_objective` on all rows; only the order of the additions
     differs.
     """
-    n = X.shape[0]
+    n = data.X.shape[0]
     n_blocks, rest = divmod(n, block_rows)
 
     def block(start, rows, acc):
-        Xb = lax.dynamic_slice_in_dim(X, start, rows)
-        yb = lax.dynamic_slice_in_dim(y, start, rows)
-        (_, total64), grad = _loss_sum_value_and_grad(params, Xb, yb, model_hyper, static)
+        rows_of = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, rows), data)
+        (_, total64), grad = _loss_sum_value_and_grad(params, rows_of, model_hyper, static)
         return acc[0] + total64, _tree_add(acc[1], grad)
 
     acc = (jnp.zeros((), jnp.float64), jax.tree.map(jnp.zeros_like, params))
     acc = lax.fori_loop(0, n_blocks, lambda i, acc: block(i * block_rows, block_rows, acc), acc)
     if rest:
         acc = block(n_blocks * block_rows, rest, acc)
-    grad_w, grad_b = acc[1][0] / n, acc[1][1] / n
+    grad_W, grad_b = acc[1][0] / n, acc[1][1] / n
     if not static.penalized:
-        return acc[0] / n, (grad_w, grad_b)
+        return acc[0] / n, (grad_W, grad_b)
     (_, penalty64), penalty_grad = _penalty_value_and_grad(params[0], model_hyper)
-    return acc[0] / n + penalty64, (grad_w + penalty_grad, grad_b)
+    return acc[0] / n + penalty64, (grad_W + penalty_grad, grad_b)
 
 
 def _tree_add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def _batch_loss_grad(params, X, y, model_hyper, static, block_rows=None):
-    """(float64 report, gradient as a (w, b) pair) for one batch.
+def _batch_loss_grad(params, data, model_hyper, static, block_rows=None):
+    """(float64 report, gradient as a (W, b) pair) for one batch.
 
     ``block_rows`` < m selects the blocked evaluation (large full batches on a CPU).
     """
-    if block_rows is not None and block_rows < X.shape[0]:
-        return _blocked_loss_grad(params, X, y, model_hyper, static, block_rows)
-    (_, report), grad = _value_and_grad(params, X, y, model_hyper, static)
+    if block_rows is not None and block_rows < data.X.shape[0]:
+        return _blocked_loss_grad(params, data, model_hyper, static, block_rows)
+    (_, report), grad = _value_and_grad(params, data, model_hyper, static)
     return report, grad
 
 
@@ -426,9 +528,9 @@ def _update_step(
     opt_hyper: jax.Array,
     opt: _OptStatic,
 ) -> tuple[Params, jax.Array, tuple[Params, Params]]:
-    """One optimizer step on ``(w, b)``; returns new ``params``, ``step``, ``slots``.
+    """One optimizer step on ``(W, b)``; returns new ``params``, ``step``, ``slots``.
 
-    Each slot is a ``(w, b)`` pair like the parameters, so a loop carries them without
+    Each slot is a ``(W, b)`` pair like the parameters, so a loop carries them without
     copies.
     """
     dtype = params[0].dtype
@@ -448,17 +550,15 @@ def _update_step(
 
 
 @partial(jax.jit, static_argnames=("static", "block_rows"))
-def _loss_grad_program(X, y, theta, model_hyper, *, static, block_rows):
-    report, grad = _batch_loss_grad(_split(theta), X, y, model_hyper, static, block_rows)
+def _loss_grad_program(data, theta, model_hyper, *, static, block_rows):
+    report, grad = _batch_loss_grad(_split(theta), data, model_hyper, static, block_rows)
     return report, _join(grad)
 
 
 @partial(jax.jit, static_argnames=("opt",))
 def _update_program(theta, grad, step, slots, opt_hyper, *, opt):
     slots = (_split(slots[0]), _split(slots[1]))
-    params, step, (s0, s1) = _update_step(
-        _split(theta), _split(grad), step, slots, opt_hyper, opt
-    )
+    params, step, (s0, s1) = _update_step(_split(theta), _split(grad), step, slots, opt_hyper, opt)
     return _join(params), step, jnp.stack([_join(s0), _join(s1)])
 
 
@@ -466,7 +566,7 @@ _EPOCHS_STATIC = ("static", "opt", "batch_size", "block_rows")
 
 
 def _epochs(
-    X, y, theta, step, slots, orders, n_epochs, hyper,
+    data, theta, step, slots, orders, n_epochs, hyper,
     *, static, opt, batch_size, block_rows,
 ):  # fmt: skip
     """Run ``n_epochs`` (traced, <= orders.shape[0]) epochs; see :func:`run_epochs`.
@@ -474,19 +574,17 @@ def _epochs(
     ``block_rows`` < n evaluates a full batch block by block (see
     :func:`_blocked_loss_grad`).
     """
-    n = X.shape[0]
+    n = data.X.shape[0]
     model_hyper, opt_hyper = hyper[:_N_MODEL_HYPER], hyper[_N_MODEL_HYPER:]
 
-    def train_on(carry, Xb, yb):
+    def train_on(carry, batch):
         params, step, slots, total = carry
-        report, grad = _batch_loss_grad(params, Xb, yb, model_hyper, static, block_rows)
+        report, grad = _batch_loss_grad(params, batch, model_hyper, static, block_rows)
         params, step, slots = _update_step(params, grad, step, slots, opt_hyper, opt)
-        return (params, step, slots, total + report * Xb.shape[0]), report
+        return (params, step, slots, total + report * batch.X.shape[0]), report
 
     def train_on_indices(carry, idx):
-        Xb = X.at[idx].get(mode="promise_in_bounds")
-        yb = y.at[idx].get(mode="promise_in_bounds")
-        return train_on(carry, Xb, yb)
+        return train_on(carry, data.take(idx))
 
     n_full, rest = divmod(n, batch_size)
 
@@ -494,7 +592,7 @@ def _epochs(
         params, step, slots, losses = carry
         inner = (params, step, slots, jnp.zeros((), jnp.float64))
         if batch_size >= n:
-            inner, report = train_on(inner, X, y)
+            inner, report = train_on(inner, data)
             epoch_loss = report
         else:
             order = orders[e]
@@ -539,20 +637,32 @@ def _epochs_program(*args, single_cpu_kernel: bool, **static):
 
 
 def prepare(
-    X: np.ndarray, y: np.ndarray, theta: np.ndarray, device: object = None
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Move the data and parameters to a jax device, once per fit.
+    X: np.ndarray,
+    Y: np.ndarray,
+    theta: np.ndarray,
+    device: object = None,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[Data, jax.Array]:
+    """Bundle the data and move them and the parameters to a jax device, once per fit.
 
     Parameters
     ----------
-    X : ndarray, shape (n, d); y : ndarray, shape (n,); theta : ndarray, shape (d + 1,)
-        Checked, C-contiguous, one float dtype (float32 or float64, kept as is).
+    X : ndarray, shape (n, d)
+        Checked, C-contiguous, float32 or float64 (kept as is).
+    Y : ndarray, shape (n, T)
+        Kernel targets (see :class:`Data`), same dtype.
+    theta : ndarray, shape (d + 1, K)
+        Starting parameters, same dtype.
     device : None, "cpu", "gpu" or jax.Device
         Where to run; None means jax's default device.
+    sample_weight : ndarray of shape (n,), optional
+        Per-sample weights, same dtype; None means all ones.
 
     Returns
     -------
-    X, y, theta : jax.Array
+    data : Data
+        ``Data(X, Y, sample_weight)``: the same values and dtype, on the device.
+    theta : jax.Array, shape (d + 1, K)
         The same values and dtype, on the device.
 
     Raises
@@ -561,10 +671,11 @@ def prepare(
         If ``device`` is not one of the above or not present on this machine.
     """
     target = _resolve_device(device)
+    arrays = (Data(X, Y, sample_weight), theta)
     if target.platform == "cpu":
-        X, y, theta = (_cpu_aligned(a) for a in (X, y, theta))
+        arrays = jax.tree.map(_cpu_aligned, arrays)
     with _x64():
-        return tuple(jax.device_put(a, target) for a in (X, y, theta))
+        return jax.device_put(arrays, target)
 
 
 #: Alignment (bytes) at which jax on a CPU uses a numpy buffer as it is instead of copying.
@@ -600,37 +711,36 @@ def _cpu_aligned(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def loss_grad(
-    X: jax.Array, y: jax.Array, theta: jax.Array, model: LoweredModel
-) -> tuple[jax.Array, jax.Array]:
-    """Mean loss over a batch plus the penalty, and its gradient (``jax.value_and_grad``).
+def loss_grad(data: Data, theta: jax.Array, model: LoweredModel) -> tuple[jax.Array, jax.Array]:
+    """Mean (weighted) loss over a batch plus the penalty, and its gradient.
+
+    The gradient is ``jax.value_and_grad`` of the objective.
 
     Parameters
     ----------
-    X : array, shape (m, d)
-        The batch's samples, float32 or float64.
-    y : array, shape (m,)
-        Targets (labels in {0, 1} for the logistic loss), same dtype as ``X``.
-    theta : array, shape (d + 1,)
-        Weights followed by the intercept, same dtype as ``X``.
+    data : Data
+        The batch: ``X`` (m, d), ``Y`` (m, T), ``weight`` (m,) or None; see :class:`Data`.
+    theta : array, shape (d + 1, K)
+        Weights followed by the intercepts, same dtype as ``X``.
     model : LoweredModel
         Loss code and parameter, penalty strengths, whether the intercept is trained.
 
     Returns
     -------
     loss : 0-d float64 jax.Array
-        ``mean_i loss(p_i, y_i) + l2/2·‖w‖² + l1·‖w‖₁`` with ``p = X @ w + b``
-        (``float(loss)`` gives the Python number).
-    grad : jax.Array, shape (d + 1,), dtype of ``theta``
-        Its gradient with respect to ``theta``; the intercept entry is 0 when the intercept
-        is not trained; the l1 term contributes ``l1·sign(w)`` (0 at w = 0).
+        ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁`` with
+        ``P = X @ W + b`` (s_i = 1 without weights; for ``multinomial`` the per-sample
+        loss is the softmax cross-entropy of the row). ``float(loss)`` gives the number.
+    grad : jax.Array, shape (d + 1, K), dtype of ``theta``
+        Its gradient with respect to ``theta``; the intercept row is 0 when the intercept
+        is not trained; the l1 term contributes ``l1·sign(W)`` (0 at w = 0).
     """
-    n, d = X.shape
-    on_cpu = _device_of(X).platform == "cpu"
+    n, d = data.X.shape
+    on_cpu = _device_of(data.X).platform == "cpu"
     with _x64():
         return _loss_grad_program(
-            X, y, theta, _model_hyper(model), static=_model_static(model),
-            block_rows=_block_rows(n, d, np.dtype(X.dtype).itemsize, on_cpu),
+            data, theta, _model_hyper(model), static=_model_static(model),
+            block_rows=_block_rows(n, d, np.dtype(data.X.dtype).itemsize, on_cpu),
         )  # fmt: skip
 
 
@@ -639,19 +749,18 @@ def init_state(theta: jax.Array, opt: LoweredOptimizer) -> State:
 
     Parameters
     ----------
-    theta : array, shape (p,)
+    theta : array, shape (d + 1, K)
         The initial parameters; the state takes their shape and dtype.
     opt : LoweredOptimizer
         The optimizer; AdaGrad starts its sum of squares at ``initial_accumulator_value``.
 
     Returns
     -------
-    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, p))
+    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, d + 1, K))
         ``(0, slots)``.
     """
     with _x64():
-        dtype = np.dtype(theta.dtype)
-        slots = np.zeros((2, theta.shape[0]), dtype=dtype)
+        slots = np.zeros((2, *theta.shape), dtype=np.dtype(theta.dtype))
         if opt.code == OPT_ADAGRAD:
             slots[0] = opt.params[0]
         device = _device_of(theta)
@@ -665,11 +774,11 @@ def update(
 
     Parameters
     ----------
-    theta : array, shape (p,)
-        Parameters (weights then intercept).
-    grad : array, shape (p,)
+    theta : array, shape (d + 1, K)
+        Parameters (weights then intercepts).
+    grad : array, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int or 0-d int array, array of shape (2, p))
+    state : tuple (int or 0-d int array, array of shape (2, d + 1, K))
         From :func:`init_state` or the previous :func:`update`.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.
@@ -707,8 +816,7 @@ def _padded_epochs(orders: np.ndarray, full_batch: bool) -> np.ndarray:
 
 
 def run_epochs(
-    X: jax.Array,
-    y: jax.Array,
+    data: Data,
     theta: jax.Array,
     state: State,
     orders: np.ndarray,
@@ -720,11 +828,9 @@ def run_epochs(
 
     Parameters
     ----------
-    X : array, shape (n, d)
-        All samples, float32 or float64, ideally already on the device (:func:`prepare`).
-    y : array, shape (n,)
-        All targets, same dtype.
-    theta : array, shape (d + 1,)
+    data : Data
+        All samples, targets and weights, ideally already on the device (:func:`prepare`).
+    theta : array, shape (d + 1, K)
         Starting parameters.
     state : tuple
         Optimizer state from :func:`init_state` or a previous call.
@@ -739,9 +845,9 @@ def run_epochs(
 
     Returns
     -------
-    theta : jax.Array, shape (d + 1,)
+    theta : jax.Array, shape (d + 1, K)
         Parameters after the last update, dtype of ``X``.
-    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, d + 1))
+    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, d + 1, K))
         Optimizer state after the last update.
     epoch_losses : ndarray of float64, shape (E,)
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
@@ -751,22 +857,22 @@ def run_epochs(
     step, slots = state
     hyper = np.concatenate([_model_hyper(model), _opt_hyper(opt)])
     batch_size = min(int(batch_size), n)
-    on_cpu = _device_of(X).platform == "cpu"
+    device = _device_of(data.X)
+    on_cpu = device.platform == "cpu"
     with _x64():
         # Commit every array to one device, so that the compiled program is looked up
         # with the same signature whether an input came from prepare() or from a
         # previous call (a no-op for arrays already there).
-        X, y, theta, step, slots = jax.device_put(
-            (X, y, theta, np.int64(step) if isinstance(step, int) else step, slots),
-            _device_of(X),
+        data, theta, step, slots = jax.device_put(
+            (data, theta, np.int64(step) if isinstance(step, int) else step, slots), device
         )
         args = (
-            X, y, theta, step, slots,
+            data, theta, step, slots,
             _padded_epochs(orders, batch_size >= n), np.int64(n_epochs), hyper,
         )  # fmt: skip
         static = dict(
             static=_model_static(model), opt=_opt_static(opt), batch_size=batch_size,
-            block_rows=_block_rows(n, X.shape[1], np.dtype(X.dtype).itemsize, on_cpu),
+            block_rows=_block_rows(n, data.X.shape[1], np.dtype(data.X.dtype).itemsize, on_cpu),
         )  # fmt: skip
         theta, step, slots, losses = _run_program(args, static, on_cpu and batch_size < n)
         epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
@@ -784,7 +890,8 @@ _single_kernel_refused: set[tuple] = set()
 
 def _run_program(args: tuple, static: dict, mini_batch_on_cpu: bool):
     """Call :func:`_epochs_program`, as a single CPU kernel when that is possible."""
-    key = (tuple(static.items()), args[0].shape, str(args[0].dtype))
+    shapes = tuple(None if a is None else (a.shape, str(a.dtype)) for a in args[0])
+    key = (tuple(static.items()), shapes)  # shapes: the data's, weights (or None) among them
     single = (
         mini_batch_on_cpu
         and static["batch_size"] <= _SINGLE_KERNEL_MAX_BATCH
