@@ -70,9 +70,14 @@ class OptaxLoop:
     batch_size : int
     opt : {"sgd", "adam"}
     lr : float
+    n_classes : int, optional
+        Train a softmax (multinomial) model of ``n_classes`` classes instead: ``y`` holds
+        the class codes, the parameters are W (d, K) and b (K,), the batch loss is the mean
+        of ``logsumexp(p) − p_y``.
     """
 
-    def __init__(self, X, y, orders, batch_size: int, opt: str, lr: float):
+    def __init__(self, X, y, orders, batch_size: int, opt: str, lr: float,
+                 n_classes: int | None = None):
         import jax
         import jax.numpy as jnp
         import optax
@@ -85,11 +90,17 @@ class OptaxLoop:
         with jax.enable_x64(self._x64):
             self._X, self._y = jnp.asarray(X), jnp.asarray(y)
             self._batches = jnp.asarray(orders.reshape(-1, batch_size))
-            self._params = {"w": jnp.zeros(d, X.dtype), "b": jnp.zeros((), X.dtype)}
+            outputs = () if n_classes is None else (n_classes,)
+            self._params = {"w": jnp.zeros((d, *outputs), X.dtype),
+                            "b": jnp.zeros(outputs, X.dtype)}
         tx = optax.adam(lr) if opt == "adam" else optax.sgd(lr)
 
         def batch_loss(params, xb, yb):
-            r = xb @ params["w"] + params["b"] - yb
+            p = xb @ params["w"] + params["b"]
+            if n_classes is not None:
+                picked = jnp.take_along_axis(p, yb.astype(jnp.int32)[:, None], axis=1)
+                return jnp.mean(jax.nn.logsumexp(p, axis=1) - picked[:, 0])
+            r = p - yb
             return 0.5 * jnp.mean(r * r)
 
         def train(params, X, y, batches):
@@ -109,8 +120,8 @@ class OptaxLoop:
 
         Returns
         -------
-        ndarray, shape (d + 1,)
-            Weights then intercept in X's dtype, on the host.
+        ndarray, shape (d + 1,), or (d + 1, K) for a softmax model
+            Weights then intercept(s) in X's dtype, on the host.
         """
         with self._jax.enable_x64(self._x64):
             return self._run(self._X, self._y, self._batches)
@@ -139,7 +150,8 @@ class OptaxLoop:
     def _run(self, X, y, batches) -> np.ndarray:
         params, losses = self._train(self._params, X, y, batches)
         losses.block_until_ready()
-        return np.append(np.asarray(params["w"]), np.asarray(params["b"]))
+        w, b = np.asarray(params["w"]), np.asarray(params["b"])
+        return np.vstack([w.reshape(w.shape[0], -1), b.reshape(1, -1)]).squeeze()
 
 
 def torch_loop(X, y, orders, batch_size: int, opt: str, lr: float) -> np.ndarray:
@@ -183,3 +195,25 @@ def _torch_epochs(Xt, yt, w, b, optim, index, batch_size: int) -> None:
             loss = 0.5 * (r * r).mean()
             loss.backward()
             optim.step()
+
+
+def sklearn_sgd_classifier(X, codes, loss: str, alpha: float, lr: float, epochs: int,
+                           n_jobs: int | None) -> np.ndarray:
+    """scikit-learn's ``SGDClassifier`` one-vs-rest: batch 1, constant lr, l2, no shuffle.
+
+    Returns
+    -------
+    ndarray, shape (d + 1, K)
+        Weights (one column per class) then intercepts, in X's dtype.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDClassifier
+
+    model = SGDClassifier(
+        loss=loss, penalty="l2", alpha=alpha, learning_rate="constant", eta0=lr,
+        max_iter=epochs, tol=None, shuffle=False, n_jobs=n_jobs,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, codes)
+    return np.vstack([model.coef_.T, model.intercept_[None, :]]).astype(X.dtype)

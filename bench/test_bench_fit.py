@@ -84,16 +84,16 @@ def test_jax_run_epochs(benchmark, size, mode_name, dtype):
 
     X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "fastgd[jax] run_epochs")
     n, d = X.shape
-    Xb, yb, theta0 = jb.prepare(X, y, np.zeros(d + 1, dtype=X.dtype))
+    batch, theta0 = jb.prepare(X, y[:, None], np.zeros((d + 1, 1), dtype=X.dtype))
     orders = mode.orders(n)
     model = lower_model(Squared(), 0.0, 0.0, True)
     opt = lower_optimizer(mode.optimizer)
 
     def run():
         theta, _, _ = jb.run_epochs(
-            Xb, yb, theta0, jb.init_state(theta0, opt), orders, mode.batch(n), model, opt
+            batch, theta0, jb.init_state(theta0, opt), orders, mode.batch(n), model, opt
         )
-        return np.asarray(theta)
+        return np.asarray(theta)[:, 0]
 
     time_first_call(benchmark, run)
     theta = run_benchmark(benchmark, run, heavy_seconds=benchmark.extra_info["first_call_s"])

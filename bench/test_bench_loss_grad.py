@@ -44,15 +44,15 @@ def _batch(size: str, dtype: str, mode: str):
     if rows is not None:
         idx = np.random.default_rng(1).choice(n, size=rows, replace=False)
         X, y = np.ascontiguousarray(X[idx]), np.ascontiguousarray(y[idx])
-    theta = np.linspace(-1.0, 1.0, d + 1).astype(dtype)
+    theta = np.linspace(-1.0, 1.0, d + 1).astype(dtype)[:, None]
     return X, y, theta
 
 
 def _reference(X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean ½ r² and its gradient, written out in float64."""
     X, y, theta = (a.astype(np.float64) for a in (X, y, theta))
-    r = X @ theta[:-1] + theta[-1] - y
-    grad = np.append(X.T @ r, r.sum()) / X.shape[0]
+    r = X @ theta[:-1, 0] + theta[-1, 0] - y
+    grad = (np.append(X.T @ r, r.sum()) / X.shape[0])[:, None]
     return 0.5 * float(r @ r) / X.shape[0], grad
 
 
@@ -62,10 +62,10 @@ def test_loss_grad(benchmark, backend, size, mode, dtype):
     X, y, theta = _batch(size, dtype, mode)
     ref_loss, ref_grad = _reference(X, y, theta)
     kernels = fastgd.get_backend(backend)
-    Xb, yb, tb = kernels.prepare(X, y, theta, None)
+    batch, tb = kernels.prepare(X, y[:, None], theta)
     set_group(benchmark, "loss_grad", X.shape, dtype, mode, f"fastgd[{backend}]")
-    time_first_call(benchmark, lambda: kernels.loss_grad(Xb, yb, tb, MODEL))
-    loss, grad = run_benchmark(benchmark, lambda: kernels.loss_grad(Xb, yb, tb, MODEL))
+    time_first_call(benchmark, lambda: kernels.loss_grad(batch, tb, MODEL))
+    loss, grad = run_benchmark(benchmark, lambda: kernels.loss_grad(batch, tb, MODEL))
     assert_close(grad, ref_grad, dtype, TOL_KERNEL, f"{backend} gradient")
     assert_close(loss, ref_loss, dtype, TOL_KERNEL, f"{backend} loss")
     assert np.asarray(grad).dtype == np.dtype(dtype), "dtype in must be dtype out"

@@ -57,9 +57,9 @@ def test_update(benchmark, backend, size, opt_name, dtype):
     opt = OPTIMIZERS[opt_name]
     rng = np.random.default_rng(2)
     kernels = fastgd.get_backend(backend)
-    dummy_X, dummy_y = np.zeros((1, p - 1), dtype), np.zeros(1, dtype)
-    _, _, theta = kernels.prepare(dummy_X, dummy_y, rng.standard_normal(p).astype(dtype), None)
-    _, _, grad = kernels.prepare(dummy_X, dummy_y, rng.standard_normal(p).astype(dtype), None)
+    dummy_X, dummy_Y = np.zeros((1, p - 1), dtype), np.zeros((1, 1), dtype)
+    _, theta = kernels.prepare(dummy_X, dummy_Y, rng.standard_normal((p, 1)).astype(dtype))
+    _, grad = kernels.prepare(dummy_X, dummy_Y, rng.standard_normal((p, 1)).astype(dtype))
     state = kernels.init_state(theta, opt)
     # The first step compiles (timed apart); three steps move the state away from zero.
     theta, state = time_first_call(benchmark, lambda: kernels.update(theta, grad, state, opt))

@@ -41,8 +41,10 @@ Design notes
   ``theta = [W; b]``, like the other backends; inside the compiled programs it travels
   as the pair ``(W, b)`` of shapes (d, K) and (1, K) (:func:`_split`, :func:`_join`),
   and so do the optimizer's slots, which spares every step the slicing and
-  re-assembling of theta (about 15% of a per-sample SGD step on a CPU). The arithmetic
-  is the same, element by element.
+  re-assembling of theta (about 15% of a per-sample SGD step on a CPU). A single output
+  (K = 1) travels as vectors, ``W`` (d,), ``b`` (1,) and ``Y`` (n,) (:func:`_one_column`),
+  which XLA:CPU runs faster per step than (d, 1) matrices. The arithmetic is the same,
+  element by element.
 * **One program per chunk.** :func:`run_epochs` is a single ``jax.jit`` call: a
   ``lax.fori_loop`` over epochs around a ``lax.scan`` over the full batches of each
   epoch, then the short last batch (its size ``n % batch_size`` is static, so it is a
@@ -112,7 +114,7 @@ NAME = "jax"
 
 State = tuple[jax.Array, jax.Array]
 
-#: Inside the compiled programs: weights of shape (d, K) and intercepts of shape (1, K).
+#: Inside the compiled programs: weights (d, K) and intercepts (1, K); (d,) and (1,) for K = 1.
 Params = tuple[jax.Array, jax.Array]
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -362,9 +364,10 @@ def _loss_sum(
 ) -> tuple[jax.Array, jax.Array]:
     """Sum over the rows of ``data`` of the (weighted) per-sample loss of ``P = X @ W + b``.
 
-    ``params`` is the pair ``(W, b)`` of shapes (d, K) and (1, K): inside the compiled
-    programs the weights and the intercepts travel separately, which spares every step
-    the slicing and re-assembling of theta (about 15% of a per-sample SGD step on a CPU).
+    ``params`` is the pair ``(W, b)`` of shapes (d, K) and (1, K), or (d,) and (1,) with
+    ``Y`` of shape (m,) for one output (see :func:`_split`): inside the compiled programs
+    the weights and the intercepts travel separately, which spares every step the
+    slicing and re-assembling of theta (about 15% of a per-sample SGD step on a CPU).
 
     Returns
     -------
