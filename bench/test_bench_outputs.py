@@ -4,7 +4,9 @@ Problems (float64 and float32; ``small`` is smoke-tested by plain ``pytest``, ``
 ``slow``), each result checked against a float64 reference computed outside the timing:
 
 - ``ovr``: one-vs-rest hinge, K = 10 classes, per-sample SGD, constant lr 1e-3, l2 penalty
-  1e-4, 5 epochs, no shuffle; reference and peer: scikit-learn's ``SGDClassifier``
+  1e-4, 5 epochs, no shuffle, float64 only (in float32 the hinge's kink decisions flip
+  with the rounding, so runs drift apart by more than a float32 tolerance can say); reference
+  and peer: scikit-learn's ``SGDClassifier``
   (``n_jobs=1`` and ``n_jobs=-1``), which trains the classes one after another (or one per
   core) where fastgd trains all ten in one pass over X.
 - ``softmax_full``: multinomial, K = 10, full-batch GD (lr 0.5, 5 epochs) through ``fit``;
@@ -82,7 +84,7 @@ def ovr_reference(size: str, dtype: str) -> np.ndarray:
                                   OVR["lr"], OVR["epochs"], n_jobs=1)
 
 
-@dtypes
+@pytest.mark.parametrize("dtype", ["float64"])
 @pytest.mark.parametrize("size", size_params(OVR_SHAPES))
 def test_ovr_hinge_sgd(benchmark, backend, size, dtype):
     if backend == "numpy" and size == "large":
@@ -95,7 +97,7 @@ def test_ovr_hinge_sgd(benchmark, backend, size, dtype):
     assert_close(theta, ovr_reference(size, dtype), dtype, TOL_FIT, f"{backend} one-vs-rest")
 
 
-@dtypes
+@pytest.mark.parametrize("dtype", ["float64"])
 @pytest.mark.parametrize("n_jobs", [1, -1], ids=["n_jobs=1", "n_jobs=-1"])
 @pytest.mark.parametrize("size", size_params(OVR_SHAPES))
 def test_ovr_sklearn(benchmark, size, n_jobs, dtype):
