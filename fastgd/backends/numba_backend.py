@@ -3,45 +3,64 @@
 The same public names and signatures as ``numpy_backend`` (read that module first; this
 one mirrors it name for name):
 
-- :func:`prepare` — the data stay in host memory, C-contiguous;
-- :func:`loss_grad` — mean loss (plus penalty) and its gradient over a batch;
+- :func:`prepare` — the data stay in host memory, C-contiguous, as one :class:`Data`;
+- :func:`loss_grad` — mean (weighted) loss plus penalty and its gradient over a batch;
 - :func:`init_state` — the optimizer's state ``(step, slots)``;
 - :func:`update` — one optimizer step, in place;
 - :func:`run_epochs` — every batch of a chunk of epochs in **one** compiled call.
 
-How the kernels differ from numpy's:
+Parameters are a (d + 1, K) matrix ``theta`` (weights ``W``, then the K intercepts), the
+data a :class:`Data` bundle ``(X, Y, weight)``; see ``numpy_backend`` for the targets of
+each loss and the weighted objective. How the kernels differ from numpy's:
 
-- **One read of X per batch.** Each row's prediction, loss and loss derivative are
-  computed and the row is added into the gradient while it is still in cache (numpy
-  needs two passes: ``X @ w`` and then ``X.T @ r``), with no temporary of size n.
+- **Two kernel families, K = 1 and K > 1.** A single output (every loss but
+  ``multinomial``) runs the *vector* kernels: ``theta`` (d + 1, 1) and ``Y`` (n, 1) are
+  C-contiguous, so they are passed as (d + 1,) and (n,) views for free, and each row is
+  one dot product, one scalar loss and one axpy — the tightest loops, and the most common
+  case. K > 1 outputs (and ``multinomial``) run the *matrix* kernels: the parameters are
+  copied once per batch to a float64 (K, d + 1) transpose, so each output's prediction
+  is a contiguous dot product and each output's gradient a contiguous axpy.
+- **One read of X per batch.** Each row's K predictions, losses and loss derivatives are
+  computed and the row is added into the K gradients while it is still in cache (numpy
+  needs two passes: ``X @ W`` and then ``X.T @ dloss``), with no temporary of size n·K.
   Mini-batch rows are gathered through the epoch order (no copy of X).
 - **Row blocks.** A batch of m rows is cut into a number of blocks that depends on m
-  only; each block sums into its own float64 partial and the partials are added in
-  block order. Large batches run the blocks in parallel (``prange``), small ones run
-  them in a serial loop: both give bit-identical results, whatever the thread count.
+  (and, for very wide models, on the size of a block's partial sums) only; each block
+  sums into its own float64 partial and the partials are added in block order. Large
+  batches run the blocks in parallel (``prange``), small ones run them in a serial loop:
+  both give bit-identical results, whatever the thread count.
+- **Sample weights** are one more array argument, empty when there are none: a cheap
+  runtime branch per row. A weight multiplies the row's loss and loss derivatives, so
+  unit weights give the unweighted results bit for bit.
 - **Sums in float64.** Predictions, gradients and losses accumulate in float64 even for
   float32 data; parameters, gradients and optimizer slots are stored in the data's
   dtype (float32 in, float32 out).
 - **Specs as numbers.** The kernels take the int codes and float parameters of
   :class:`~fastgd.specs.LoweredModel` / :class:`~fastgd.specs.LoweredOptimizer` as plain
   scalars and float64 arrays. Only the loss code is a compile-time constant (one entry
-  point per loss, see :func:`_for_each_loss`), so the training loop is compiled at most
-  3 losses x 2 dtypes times, lazily, and cached on disk (``cache=True``;
-  ``NUMBA_CACHE_DIR`` chooses where).
+  point per loss and kernel family, see :func:`_for_each_loss`), so the training loop is
+  compiled at most (8 + 9) losses x 2 dtypes times, lazily, and cached on disk
+  (``cache=True``; ``NUMBA_CACHE_DIR`` chooses where).
 - **Prefetch hints.** Rows gathered through a shuffled order are prefetched a few
   kilobytes ahead (an ``llvm.prefetch`` intrinsic), which hides part of the memory
   latency of random rows.
 - **fastmath without nnan/ninf.** Reassociation (vectorised sums), contraction (FMA),
   reciprocal approximation and signed-zero freedom only, so a NaN or an infinity
   produced by a diverging run still propagates to the loss that ``fit`` checks.
-- **Per-sample SGD** (batch size 1, the SGD optimizer) has its own tight loop that fuses
-  the dot product, the loss and the update of each sample (without momentum or penalty,
-  the update of one sample and the dot product of the next share one loop).
+- **Per-sample SGD** (batch size 1, the SGD optimizer) has its own tight loops. K = 1
+  fuses the dot product, the loss and the update of each sample (without momentum or
+  penalty, the update of one sample and the dot product of the next share one loop).
+  K > 1 without momentum and l1 keeps each output's weights as ``scale_k · v_k``
+  (scikit-learn's trick): the l2 shrink of a step multiplies K scales, the loss step
+  adds ``(−lr·dloss_k / scale_k)·x`` to ``v_k`` only where ``dloss_k ≠ 0``, so a step
+  whose margins are all met costs just the K dot products. The per-sample loops keep
+  K > 1 parameters in float64 within a call and round them to the dtype at its end.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -50,9 +69,15 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..specs import (
+    LOSS_CODES,
+    LOSS_EPSILON_INSENSITIVE,
+    LOSS_HINGE,
     LOSS_HUBER,
     LOSS_LOGISTIC,
-    LOSS_SQUARED,
+    LOSS_MODIFIED_HUBER,
+    LOSS_MULTINOMIAL,
+    LOSS_SQUARED_EPSILON_INSENSITIVE,
+    LOSS_SQUARED_HINGE,
     OPT_ADAGRAD,
     OPT_ADAM,
     OPT_ADAMW,
@@ -66,7 +91,7 @@ from ..specs import (
     LoweredOptimizer,
 )
 
-__all__ = ["NAME", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
+__all__ = ["NAME", "Data", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
 
 NAME = "numba"
 
@@ -76,42 +101,89 @@ State = tuple[int, np.ndarray]
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 _JIT = {"cache": True, "nogil": True, "fastmath": FASTMATH}
 
-#: A batch is cut into ``clip(m // _BLOCK_ROWS, 1, _MAX_BLOCKS)`` row blocks.
+#: A batch is cut into ``clip(m // _BLOCK_ROWS, 1, max_blocks)`` row blocks, where
+#: ``max_blocks`` is ``_MAX_BLOCKS`` unless the partial sums would pass ``_PARTIAL_ENTRIES``.
 _BLOCK_ROWS = 512
 _MAX_BLOCKS = 64
-#: Batches with at least this many entries (rows x features) run their blocks in parallel:
-#: on 2 cores the parallel loop wins from about 16k-32k entries (a few microseconds of
-#: thread wake-up against 1.6-2x the throughput), serial wins below.
+_PARTIAL_ENTRIES = 1 << 22
+#: Batches with at least this many entries (rows x features x outputs) run their blocks in
+#: parallel: on 2 cores the parallel loop wins from about 16k-32k entries (a few
+#: microseconds of thread wake-up against 1.6-2x the throughput), serial wins below.
 _PARALLEL_MIN_WORK = 1 << 15
 #: How far ahead (in bytes of X, at least one row) gathered rows are prefetched.
 _PREFETCH_BYTES = 4096
-#: Row stride of the per-block partial sums, in float64: a multiple of a cache line.
+#: Row stride of the per-block scratch, in float64: a multiple of a cache line.
 _LINE = 8
+#: Per-sample SGD with K > 1 folds an output's scale into its weights below this size.
+_MIN_SCALE = 1e-9
 
+#: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
+_VECTOR_LOSS_CODES = tuple(code for code in LOSS_CODES if code != LOSS_MULTINOMIAL)
 _OPT_CODES = (OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW)
 _SCHED_CODES = (SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE)
 
 
+class Data(NamedTuple):
+    """The training data as the kernels read them: host arrays, C-contiguous.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+        Samples, float32 or float64.
+    Y : ndarray, shape (n, T)
+        Targets in ``X``'s dtype: T = K outputs, or T = 1 column of class codes for the
+        multinomial loss.
+    weight : ndarray of shape (n,) or None
+        Per-sample weights in ``X``'s dtype; None means all ones.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    weight: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Data:
+        """The rows ``idx`` of every array (a mini-batch)."""
+        weight = None if self.weight is None else self.weight[idx]
+        return Data(self.X[idx], self.Y[idx], weight)
+
+
 def prepare(
-    X: np.ndarray, y: np.ndarray, theta: np.ndarray, device: object = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Place the data and parameters where the kernels run: host memory, C-contiguous.
+    X: np.ndarray,
+    Y: np.ndarray,
+    theta: np.ndarray,
+    device: object = None,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[Data, np.ndarray]:
+    """Bundle the data and place them where the kernels run: host memory, C-contiguous.
 
     Parameters
     ----------
-    X : ndarray, shape (n, d); y : ndarray, shape (n,); theta : ndarray, shape (d + 1,)
-        Checked, one float dtype.
+    X : ndarray, shape (n, d)
+        Checked, float32 or float64.
+    Y : ndarray, shape (n, T)
+        Kernel targets (see ``numpy_backend``), same dtype.
+    theta : ndarray, shape (d + 1, K)
+        Starting parameters, same dtype.
     device : None or "cpu"
         This backend runs on the CPU only.
+    sample_weight : ndarray of shape (n,), optional
+        Per-sample weights; None means all ones.
 
     Returns
     -------
-    X, y, theta
-        The same arrays when already C-contiguous (the usual case), else contiguous copies.
+    data : Data
+        ``Data(X, Y, sample_weight)``, each the same array when already C-contiguous
+        (the usual case), else a contiguous copy; the weights in ``X``'s dtype.
+    theta : ndarray
+        C-contiguous.
     """
     if device not in (None, "cpu"):
         raise ValueError(f"device must be None or 'cpu' for the {NAME} backend, got {device!r}")
-    return np.ascontiguousarray(X), np.ascontiguousarray(y), np.ascontiguousarray(theta)
+    weight = None
+    if sample_weight is not None:
+        weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    data = Data(np.ascontiguousarray(X), np.ascontiguousarray(Y), weight)
+    return data, np.ascontiguousarray(theta)
 
 
 # ------------------------------------------------------------------ per-sample math
@@ -127,22 +199,6 @@ def _sigmoid(p: float) -> float:
 
 
 @njit(**_JIT)
-def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
-    """Loss of one sample and its derivative with respect to the prediction ``p``."""
-    if loss_code == LOSS_LOGISTIC:
-        # log(1 + e^p) = max(p, 0) + log1p(e^-|p|), as numpy's logaddexp(0, p)
-        return max(p, 0.0) + math.log1p(math.exp(-abs(p))) - y * p, _sigmoid(p) - y
-    r = p - y
-    if loss_code == LOSS_HUBER:
-        eps = loss_param
-        abs_r = abs(r)
-        if abs_r <= eps:
-            return 0.5 * r * r, r
-        return eps * (abs_r - 0.5 * eps), eps if r > 0.0 else -eps
-    return 0.5 * r * r, r
-
-
-@njit(**_JIT)
 def _sign(v: float) -> float:
     """``numpy.sign`` of a scalar: -1, 0 or 1 (NaN stays NaN)."""
     if v > 0.0:
@@ -152,7 +208,98 @@ def _sign(v: float) -> float:
     return v
 
 
-# ------------------------------------------------------------------------ gradients
+@njit(**_JIT)
+def _positive_part(v: float) -> float:
+    """``numpy.maximum(v, 0)`` of a scalar (NaN stays NaN)."""
+    return 0.0 if v < 0.0 else v
+
+
+@njit(**_JIT)
+def _signed_label_loss(p: float, s: float, loss_code: int):
+    """Margin losses of a label ``s`` = ±1 (scikit-learn's formulas), with z = s·p."""
+    z = s * p
+    if loss_code == LOSS_HINGE:  # max(0, 1 - z); at z = 1 the subgradient -s, as scikit-learn
+        if z > 1.0:
+            return 0.0, 0.0
+        return 1.0 - z, -s
+    gap = _positive_part(1.0 - z)
+    if loss_code == LOSS_MODIFIED_HUBER and z < -1.0:  # -4z below -1
+        return -4.0 * z, -4.0 * s
+    return gap * gap, -2.0 * s * gap  # squared hinge; modified Huber from -1 on
+
+
+@njit(**_JIT)
+def _residual_loss(r: float, loss_code: int, eps: float):
+    """Regression losses of the residual ``r = p − y`` and their derivatives."""
+    if loss_code == LOSS_HUBER:
+        abs_r = abs(r)
+        if abs_r <= eps:
+            return 0.5 * r * r, r
+        return eps * (abs_r - 0.5 * eps), eps if r > 0.0 else -eps
+    if loss_code == LOSS_EPSILON_INSENSITIVE:  # max(0, |r| - eps); 0 at |r| = eps
+        excess = abs(r) - eps
+        return _positive_part(excess), _sign(r) if excess > 0.0 else 0.0
+    if loss_code == LOSS_SQUARED_EPSILON_INSENSITIVE:  # max(0, |r| - eps)^2
+        excess = _positive_part(abs(r) - eps)
+        return excess * excess, 2.0 * _sign(r) * excess
+    return 0.5 * r * r, r  # squared
+
+
+@njit(**_JIT)
+def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
+    """Loss of one output of one sample and its derivative with respect to ``p``.
+
+    Every loss but multinomial (see :func:`_row_loss_and_dloss`); the formulas and the
+    subgradients at the kinks are numpy_backend's.
+    """
+    if loss_code == LOSS_LOGISTIC:
+        # log(1 + e^p) = max(p, 0) + log1p(e^-|p|), as numpy's logaddexp(0, p)
+        return max(p, 0.0) + math.log1p(math.exp(-abs(p))) - y * p, _sigmoid(p) - y
+    if (
+        loss_code == LOSS_HINGE
+        or loss_code == LOSS_SQUARED_HINGE
+        or loss_code == LOSS_MODIFIED_HUBER
+    ):
+        return _signed_label_loss(p, y, loss_code)
+    return _residual_loss(p - y, loss_code, loss_param)
+
+
+@njit(**_JIT)
+def _softmax_cross_entropy(p, label: int) -> float:
+    """Softmax cross-entropy of the K logits ``p`` for class ``label``, computed stably
+    (the row max subtracted); ``p`` is overwritten with ``softmax(p) − onehot(label)``."""
+    K = p.shape[0]
+    top = p[0]
+    for k in range(1, K):
+        if p[k] > top:
+            top = p[k]
+    z_label = p[label] - top
+    total = 0.0
+    for k in range(K):
+        e = math.exp(p[k] - top)
+        p[k] = e
+        total += e
+    for k in range(K):
+        p[k] = p[k] / total
+    p[label] -= 1.0
+    return math.log(total) - z_label
+
+
+@njit(**_JIT)
+def _row_loss_and_dloss(p, y, loss_code: int, loss_param: float) -> float:
+    """Loss of one sample summed over its K outputs; the predictions ``p`` (K,) are
+    overwritten with d loss / d p. ``y`` is the sample's row of Y."""
+    if loss_code == LOSS_MULTINOMIAL:
+        return _softmax_cross_entropy(p, int(y[0]))
+    total = 0.0
+    for k in range(p.shape[0]):
+        loss, dl = _loss_and_dloss(p[k], np.float64(y[k]), loss_code, loss_param)
+        p[k] = dl
+        total += loss
+    return total
+
+
+# ----------------------------------------------------------------- row gathering
 
 
 @intrinsic
@@ -202,12 +349,50 @@ def _prefetch_distance(X) -> int:
 
 
 @njit(**_JIT)
-def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
+def _row_at(X, rows, k, ahead) -> int:
+    """The sample at position ``k``: ``rows[k]`` (prefetching the row ``ahead`` positions
+    further), or k itself when ``rows`` is empty."""
+    if rows.shape[0] == 0:
+        return k
+    if k + ahead < rows.shape[0]:
+        _prefetch_row(X, rows[k + ahead])
+    return rows[k]
+
+
+# --------------------------------------------------------------- row blocks
+
+
+@njit(**_JIT)
+def _max_blocks(width: int) -> int:
+    """Most row blocks of a batch when each block's partial sums take ``width`` float64."""
+    return min(_MAX_BLOCKS, max(1, _PARTIAL_ENTRIES // width))
+
+
+@njit(**_JIT)
+def _n_blocks(m: int, max_blocks: int) -> int:
+    """Row blocks of a batch of m rows: a function of m (and the model's size) only, so
+    results never depend on the number of threads."""
+    return min(max_blocks, max(1, m // _BLOCK_ROWS))
+
+
+@njit(**_JIT)
+def _padded(count: int) -> int:
+    """``count`` float64 rounded up to whole cache lines."""
+    return -(-count // _LINE) * _LINE
+
+
+# ------------------------------------------------------- gradients, K = 1 (vector)
+
+
+@njit(**_JIT)
+def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, acc):
     """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once.
 
     Parameters
     ----------
     X : ndarray, shape (n, d); y : ndarray, shape (n,)
+    weight : ndarray, shape (n,) or (0,)
+        Sample weights, or empty for none.
     w64 : ndarray of float64, shape (d,); b : float
         Weights and intercept.
     rows : ndarray of int64
@@ -218,25 +403,25 @@ def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
     loss_code, loss_param : int, float
         The loss (a compile-time constant, see :func:`_for_each_loss`).
     acc : ndarray of float64, shape (>= d + 2,)
-        ``acc[:d] += dloss_i · x_i``, ``acc[d] += dloss_i``, ``acc[d + 1] += loss_i``.
+        ``acc[:d] += s_i·dloss_i·x_i``, ``acc[d] += s_i·dloss_i``, ``acc[d + 1] +=
+        s_i·loss_i`` (s_i the sample's weight, 1 without weights).
     """
     d = X.shape[1]
-    gathered = rows.shape[0] > 0
+    weighted = weight.shape[0] > 0
     ahead = _prefetch_distance(X)
     loss_sum = 0.0
     dloss_sum = 0.0
     for k in range(lo, hi):
-        if gathered:
-            i = rows[k]
-            if k + ahead < rows.shape[0]:
-                _prefetch_row(X, rows[k + ahead])
-        else:
-            i = k
+        i = _row_at(X, rows, k, ahead)
         x = X[i]
         p = 0.0
         for j in range(d):
             p += np.float64(x[j]) * w64[j]
         loss, dl = _loss_and_dloss(p + b, np.float64(y[i]), loss_code, loss_param)
+        if weighted:
+            s = np.float64(weight[i])
+            loss *= s
+            dl *= s
         for j in range(d):
             acc[j] += dl * x[j]
         dloss_sum += dl
@@ -246,55 +431,61 @@ def _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc):
 
 
 @njit(**_JIT)
-def _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial):
+def _sum_block(
+    X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+):
     """Sum block ``blk`` of the ``n_blocks`` equal blocks of the m positions from ``start``
     into ``partial[blk]``. Serial and parallel both call it, so their partials are equal."""
     acc = partial[blk]
     acc[:] = 0.0
     lo = start + blk * m // n_blocks
     hi = start + (blk + 1) * m // n_blocks
-    _accumulate_rows(X, y, w64, b, rows, lo, hi, loss_code, loss_param, acc)
+    _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, acc)
 
 
 @njit(**_JIT)
-def _blocks_serial(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial):
+def _blocks_serial(
+    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+):
     """Sum each of the ``n_blocks`` equal blocks of the m positions from ``start`` into its
     row of ``partial``, one block after the other."""
     for blk in range(n_blocks):
-        _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial)
+        _sum_block(
+            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+        )
 
 
 @njit(parallel=True, **_JIT)
-def _blocks_parallel(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial):
+def _blocks_parallel(
+    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+):
     """:func:`_blocks_serial` with the blocks spread over numba's threads (same partials)."""
     for blk in prange(n_blocks):
-        _sum_block(X, y, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial)
-
-
-@njit(**_JIT)
-def _n_blocks(m: int) -> int:
-    """Row blocks of a batch of m rows: a function of m only, so results never depend on
-    the number of threads."""
-    return min(_MAX_BLOCKS, max(1, m // _BLOCK_ROWS))
+        _sum_block(
+            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+        )
 
 
 @njit(**_JIT)
 def _new_scratch(d: int):
-    """Scratch of a gradient kernel: the weights in float64 (d,) and the per-block partial
-    sums (``_MAX_BLOCKS``, d + 2 rounded up to whole cache lines)."""
-    return np.empty(d), np.empty((_MAX_BLOCKS, -(-(d + 2) // _LINE) * _LINE))
+    """Scratch of the vector gradient kernel: the weights in float64 (d,) and the
+    per-block partial sums (max blocks, d + 2 rounded up to whole cache lines)."""
+    width = _padded(d + 2)
+    return np.empty(d), np.empty((_max_blocks(width), width))
 
 
 @njit(**_JIT)
 def _batch_loss_grad(
-    X, y, theta, rows, start, stop, loss_code, loss_param, l2, l1, fit_intercept, w64, partial,
-    grad, parallel_min_work,
+    X, y, weight, theta, rows, start, stop, loss_code, loss_param, l2, l1, fit_intercept,
+    w64, partial, grad, parallel_min_work,
 ):
-    """Mean loss plus penalty over a batch, and its gradient written into ``grad``.
+    """Mean (weighted) loss plus penalty over a batch, and its gradient written into ``grad``.
 
     Parameters
     ----------
     X : ndarray, shape (n, d); y : ndarray, shape (n,); theta : ndarray, shape (d + 1,)
+    weight : ndarray, shape (n,) or (0,)
+        Sample weights, or empty for none.
     rows : ndarray of int64, shape (n,) or (0,)
         The epoch's sample order, or empty for X's rows in order.
     start, stop : int
@@ -303,7 +494,7 @@ def _batch_loss_grad(
         The lowered model.
     w64 : ndarray of float64, shape (d,)
         Scratch for the weights in float64.
-    partial : ndarray of float64, shape (``_MAX_BLOCKS``, >= d + 2)
+    partial : ndarray of float64, shape (max blocks, >= d + 2)
         Scratch for the per-block sums.
     grad : ndarray, shape (d + 1,)
         Output, in theta's dtype.
@@ -321,11 +512,15 @@ def _batch_loss_grad(
     for j in range(d):
         w64[j] = theta[j]
     b = np.float64(theta[d])
-    n_blocks = _n_blocks(m)
+    n_blocks = _n_blocks(m, partial.shape[0])
     if n_blocks > 1 and m * d >= parallel_min_work:
-        _blocks_parallel(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial)
+        _blocks_parallel(
+            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+        )
     else:
-        _blocks_serial(X, y, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial)
+        _blocks_serial(
+            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+        )
     ww = 0.0
     aw = 0.0
     for j in range(d):
@@ -345,40 +540,225 @@ def _batch_loss_grad(
     return loss_sum / m + (0.5 * l2 * ww + l1 * aw)
 
 
-def _for_each_loss(make):
-    """``{loss_code: make(loss_code)}`` for the three losses.
+# ------------------------------------------------------- gradients, K > 1 (matrix)
+
+
+@njit(**_JIT)
+def _transpose_into(theta, theta_t):
+    """``theta_t[k, j] = theta[j, k]``: (d + 1, K) in any dtype to (K, d + 1) float64."""
+    for j in range(theta.shape[0]):
+        for k in range(theta.shape[1]):
+            theta_t[k, j] = theta[j, k]
+
+
+@njit(**_JIT)
+def _predict(x, theta_t, p):
+    """The K predictions of row ``x``: ``p[k] = x · theta_t[k, :d] + theta_t[k, d]``."""
+    d = x.shape[0]
+    for k in range(p.shape[0]):
+        row = theta_t[k]
+        s = 0.0
+        for j in range(d):
+            s += np.float64(x[j]) * row[j]
+        p[k] = s + row[d]
+
+
+@njit(**_JIT)
+def _add_row(x, dl, acc):
+    """``acc[k, :d] += dl[k]·x`` and ``acc[k, d] += dl[k]`` for the outputs whose
+    ``dl[k]`` is not 0 (a met margin costs nothing)."""
+    d = x.shape[0]
+    for k in range(dl.shape[0]):
+        c = dl[k]
+        if c != 0.0:
+            row = acc[k]
+            for j in range(d):
+                row[j] += c * x[j]
+            row[d] += c
+
+
+@njit(**_JIT)
+def _accumulate_rows_matrix(
+    X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, p, acc
+):
+    """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once
+    for all K outputs.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d); Y : ndarray, shape (n, T)
+    weight : ndarray, shape (n,) or (0,)
+        Sample weights, or empty for none.
+    theta_t : ndarray of float64, shape (K, d + 1)
+        The parameters, transposed: output k's weights then its intercept.
+    rows, lo, hi, loss_code, loss_param
+        As in :func:`_accumulate_rows`.
+    p : ndarray of float64, shape (K,)
+        Scratch for a row's predictions and loss derivatives.
+    acc : ndarray of float64, shape (K, >= d + 2)
+        ``acc[k, :d] += s_i·dloss_ik·x_i``, ``acc[k, d] += s_i·dloss_ik``, ``acc[0, d + 1]
+        += s_i·loss_i`` (loss_i summed over the outputs).
+    """
+    d = X.shape[1]
+    K = p.shape[0]
+    weighted = weight.shape[0] > 0
+    ahead = _prefetch_distance(X)
+    loss_sum = 0.0
+    for k in range(lo, hi):
+        i = _row_at(X, rows, k, ahead)
+        x = X[i]
+        _predict(x, theta_t, p)
+        loss = _row_loss_and_dloss(p, Y[i], loss_code, loss_param)
+        if weighted:
+            s = np.float64(weight[i])
+            loss *= s
+            for c in range(K):
+                p[c] *= s
+        _add_row(x, p, acc)
+        loss_sum += loss
+    acc[0, d + 1] += loss_sum
+
+
+@njit(**_JIT)
+def _sum_block_matrix(
+    X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p, partial
+):
+    """:func:`_sum_block` for K outputs: block ``blk`` into ``partial[blk]``, with
+    ``p[blk]`` as its scratch."""
+    acc = partial[blk]
+    acc[:, :] = 0.0
+    lo = start + blk * m // n_blocks
+    hi = start + (blk + 1) * m // n_blocks
+    K = theta_t.shape[0]
+    _accumulate_rows_matrix(
+        X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, p[blk, :K], acc
+    )
+
+
+@njit(**_JIT)
+def _blocks_serial_matrix(
+    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+):
+    """:func:`_blocks_serial` for K outputs."""
+    for blk in range(n_blocks):
+        _sum_block_matrix(
+            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p,
+            partial,
+        )
+
+
+@njit(parallel=True, **_JIT)
+def _blocks_parallel_matrix(
+    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+):
+    """:func:`_blocks_serial_matrix` with the blocks spread over numba's threads."""
+    for blk in prange(n_blocks):
+        _sum_block_matrix(
+            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p,
+            partial,
+        )
+
+
+@njit(**_JIT)
+def _new_scratch_matrix(d: int, K: int):
+    """Scratch of the matrix gradient kernel: the transposed float64 parameters (K, d + 1),
+    each block's row predictions (max blocks, K rounded up to a cache line) and its
+    partial sums (max blocks, K, d + 2 rounded up to whole cache lines)."""
+    width = _padded(d + 2)
+    n = _max_blocks(K * width)
+    return np.empty((K, d + 1)), np.empty((n, _padded(K))), np.empty((n, K, width))
+
+
+@njit(**_JIT)
+def _batch_loss_grad_matrix(
+    X, Y, weight, theta, rows, start, stop, loss_code, loss_param, l2, l1, fit_intercept,
+    theta_t, p, partial, grad, parallel_min_work,
+):
+    """:func:`_batch_loss_grad` for a (d + 1, K) ``theta`` and (n, T) targets ``Y``.
+
+    ``theta_t``, ``p`` and ``partial`` are the scratch of :func:`_new_scratch_matrix`;
+    ``grad`` (d + 1, K) receives the gradient in theta's dtype. Blocks run in parallel
+    when ``m * d * K`` reaches ``parallel_min_work``. Returns the batch objective.
+    """
+    d = X.shape[1]
+    K = theta.shape[1]
+    m = stop - start
+    _transpose_into(theta, theta_t)
+    n_blocks = _n_blocks(m, partial.shape[0])
+    if n_blocks > 1 and m * d * K >= parallel_min_work:
+        _blocks_parallel_matrix(
+            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+        )
+    else:
+        _blocks_serial_matrix(
+            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+        )
+    ww = 0.0
+    aw = 0.0
+    for k in range(K):
+        w_k = theta_t[k]
+        for j in range(d):
+            total = 0.0
+            for blk in range(n_blocks):
+                total += partial[blk, k, j]
+            wj = w_k[j]
+            grad[j, k] = total / m + l2 * wj + l1 * _sign(wj)
+            ww += wj * wj
+            aw += abs(wj)
+        dloss_sum = 0.0
+        for blk in range(n_blocks):
+            dloss_sum += partial[blk, k, d]
+        grad[d, k] = dloss_sum / m if fit_intercept else 0.0
+    loss_sum = 0.0
+    for blk in range(n_blocks):
+        loss_sum += partial[blk, 0, d + 1]
+    return loss_sum / m + (0.5 * l2 * ww + l1 * aw)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _for_each_loss(make, codes=LOSS_CODES):
+    """``{loss_code: make(loss_code)}`` for each loss code in ``codes``.
 
     The entry points made here pass their loss code to the kernels as a compile-time
     constant (a closure variable, typed as a literal), so each loss gets its own
     compiled kernel tree: the per-row loss has no branch on the code (the row loops run
     about a third faster than with a runtime switch) and the other losses' code is
-    pruned. That is at most 3 losses x 2 dtypes specializations, each compiled on first
-    use and cached.
+    pruned. That is at most 9 losses x 2 dtypes specializations per kernel family, each
+    compiled on first use and cached.
     """
-    return {code: make(code) for code in (LOSS_SQUARED, LOSS_HUBER, LOSS_LOGISTIC)}
+    return {code: make(code) for code in codes}
 
 
-def _loss_grad_kernel(loss_code: int):
-    """:func:`_batch_loss_grad` over all rows of X, with its own scratch, for one loss."""
+def _loss_grad_kernel(loss_code: int, matrix: bool):
+    """The batch gradient over all rows of X, with its own scratch, for one loss: the
+    matrix kernel (K outputs) when ``matrix``, else the vector one (the flag is a
+    compile-time constant: the other family's code is pruned)."""
 
     @njit(**_JIT)
-    def loss_grad_kernel(X, y, theta, loss_param, l2, l1, fit_intercept, grad, parallel_min_work):
-        w64, partial = _new_scratch(X.shape[1])
+    def loss_grad_kernel(
+        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, grad, parallel_min_work
+    ):
+        n, d = X.shape
+        in_order = np.empty(0, dtype=np.int64)
+        if matrix:
+            theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
+            return _batch_loss_grad_matrix(
+                X, Y, weight, theta, in_order, 0, n, loss_code, loss_param, l2, l1,
+                fit_intercept, theta_t, p, partial, grad, parallel_min_work,
+            )
+        w64, partial = _new_scratch(d)
         return _batch_loss_grad(
-            X, y, theta, np.empty(0, dtype=np.int64), 0, X.shape[0], loss_code, loss_param,
-            l2, l1, fit_intercept, w64, partial, grad, parallel_min_work,
+            X, Y, weight, theta, in_order, 0, n, loss_code, loss_param, l2, l1,
+            fit_intercept, w64, partial, grad, parallel_min_work,
         )
 
     return loss_grad_kernel
 
 
-_LOSS_GRAD = _for_each_loss(_loss_grad_kernel)
-
-
-def _loss_grad_into(X, y, theta, model: LoweredModel, grad, parallel_min_work: int) -> float:
-    """The batch objective of ``model``; its gradient is written into ``grad``."""
-    code, *numbers = _model_args(model)
-    return _LOSS_GRAD[code](X, y, theta, *numbers, grad, parallel_min_work)
+_LOSS_GRAD = _for_each_loss(lambda code: _loss_grad_kernel(code, False), _VECTOR_LOSS_CODES)
+_LOSS_GRAD_MATRIX = _for_each_loss(lambda code: _loss_grad_kernel(code, True))
 
 
 def _parallel_min_work() -> int:
@@ -388,7 +768,7 @@ def _parallel_min_work() -> int:
 
 def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool]:
     """The lowered model as the plain scalars the kernels take; unknown losses raise."""
-    if model.loss_code not in (LOSS_SQUARED, LOSS_HUBER, LOSS_LOGISTIC):
+    if model.loss_code not in LOSS_CODES:
         raise ValueError(f"unknown loss code {model.loss_code!r}")
     return (
         int(model.loss_code),
@@ -399,33 +779,67 @@ def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool]:
     )
 
 
-def loss_grad(
-    X: np.ndarray, y: np.ndarray, theta: np.ndarray, model: LoweredModel
-) -> tuple[float, np.ndarray]:
-    """Mean loss over a batch plus the penalty, and its gradient.
+def _is_vector(loss_code: int, theta: np.ndarray) -> bool:
+    """Whether the vector (K = 1) kernels run: one output and not multinomial."""
+    return theta.shape[1] == 1 and loss_code != LOSS_MULTINOMIAL
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a contiguous array (raises rather than copy: kernels write through)."""
+    return np.reshape(a, -1, copy=False)
+
+
+def _weight_arg(weight: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    """The weights as the kernels take them: an empty array when there are none."""
+    if weight is None:
+        return np.empty(0, dtype=dtype)
+    return np.ascontiguousarray(weight, dtype=dtype)
+
+
+def _loss_grad_into(data: Data, theta, model: LoweredModel, grad, parallel_min_work: int):
+    """The batch objective of ``model`` over all of ``data``; its gradient is written into
+    ``grad`` (d + 1, K). The arrays must be C-contiguous."""
+    code, *numbers = _model_args(model)
+    X, Y, weight = data
+    weight = _weight_arg(weight, X.dtype)
+    if _is_vector(code, theta):
+        return _LOSS_GRAD[code](
+            X, _flat(Y), weight, _flat(theta), *numbers, _flat(grad), parallel_min_work
+        )
+    return _LOSS_GRAD_MATRIX[code](X, Y, weight, theta, *numbers, grad, parallel_min_work)
+
+
+def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float, np.ndarray]:
+    """Mean (weighted) loss over a batch plus the penalty, and its gradient.
 
     Parameters
     ----------
-    X : ndarray, shape (m, d)
-        The batch's samples, float32 or float64.
-    y : ndarray, shape (m,)
-        Targets (labels in {0, 1} for the logistic loss), same dtype as ``X``.
-    theta : ndarray, shape (d + 1,)
-        Weights followed by the intercept, same dtype as ``X``.
+    data : Data
+        The batch: ``X`` (m, d), ``Y`` (m, T), ``weight`` (m,) or None; see :class:`Data`.
+    theta : ndarray, shape (d + 1, K)
+        Weights followed by the intercepts, same dtype as ``X``.
     model : LoweredModel
         Loss code and parameter, penalty strengths, whether the intercept is trained.
 
     Returns
     -------
     loss : float
-        ``mean_i loss(p_i, y_i) + l2/2·‖w‖² + l1·‖w‖₁`` with ``p = X @ w + b``.
-    grad : ndarray, shape (d + 1,)
-        Its gradient with respect to ``theta``, in theta's dtype (the intercept entry
-        is 0 when the intercept is not trained); subgradient ``sign(w)`` for the l1 term.
+        ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁`` with
+        ``P = X @ W + b`` (s_i = 1 without weights; for ``multinomial`` the per-sample
+        loss is the softmax cross-entropy of the row).
+    grad : ndarray, shape (d + 1, K)
+        Its gradient with respect to ``theta``, in theta's dtype (the intercept row is 0
+        when the intercept is not trained); subgradient ``sign(W)`` for the l1 term.
     """
-    X, y, theta = np.ascontiguousarray(X), np.ascontiguousarray(y), np.ascontiguousarray(theta)
+    X, Y, weight = data
+    data = Data(
+        np.ascontiguousarray(X),
+        np.ascontiguousarray(Y),
+        None if weight is None else np.ascontiguousarray(weight),
+    )
+    theta = np.ascontiguousarray(theta)
     grad = np.empty_like(theta)
-    loss = _loss_grad_into(X, y, theta, model, grad, _parallel_min_work())
+    loss = _loss_grad_into(data, theta, model, grad, _parallel_min_work())
     return float(loss), grad
 
 
@@ -437,17 +851,17 @@ def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
 
     Parameters
     ----------
-    theta : ndarray, shape (p,)
+    theta : ndarray, shape (d + 1, K)
         The initial parameters; the state takes their shape and dtype.
     opt : LoweredOptimizer
         The optimizer; AdaGrad starts its sum of squares at ``initial_accumulator_value``.
 
     Returns
     -------
-    state : tuple (int, ndarray of shape (2, p))
-        ``(0, slots)``.
+    state : tuple (int, ndarray of shape (2, d + 1, K))
+        ``(0, slots)``, the slots C-contiguous.
     """
-    slots = np.zeros((2, theta.shape[0]), dtype=theta.dtype)
+    slots = np.zeros((2, *theta.shape), dtype=theta.dtype)
     if opt.code == OPT_ADAGRAD:
         slots[0] = opt.params[0]
     return 0, slots
@@ -470,10 +884,13 @@ def _learning_rate(schedule_code, schedule_params, t):
 
 
 @njit(**_JIT)
-def _update_kernel(theta, grad, slots, t, code, params, schedule_code, schedule_params):
+def _update_kernel(theta, grad, slots, t, n_decay, code, params, schedule_code, schedule_params):
     """Update ``t`` (from 1) of the optimizer ``code``, in place on theta and slots.
 
-    The expressions follow ``numpy_backend.update`` term for term (optax's formulas).
+    Elementwise on flat views: ``theta`` and ``grad`` (p,) and ``slots`` (2, p), p =
+    (d + 1)·K in theta's row-major order, so AdamW's weight decay applies to the first
+    ``n_decay`` = d·K entries (the weights, not the intercepts). The expressions follow
+    ``numpy_backend.update`` term for term (optax's formulas).
     """
     lr = _learning_rate(schedule_code, schedule_params, t)
     a = params[0]
@@ -507,7 +924,7 @@ def _update_kernel(theta, grad, slots, t, code, params, schedule_code, schedule_
             s0[j] = (1.0 - a) * g + a * s0[j]
             s1[j] = (1.0 - b) * g * g + b * s1[j]
             u = (s0[j] / correction1) / (math.sqrt(s1[j] / correction2) + c)
-            if code == OPT_ADAMW and j < p - 1:
+            if code == OPT_ADAMW and j < n_decay:
                 u += decay * theta[j]
             theta[j] -= lr * u
 
@@ -533,11 +950,11 @@ def update(
 
     Parameters
     ----------
-    theta : ndarray, shape (p,)
-        Parameters (weights then intercept); modified in place.
-    grad : ndarray, shape (p,)
+    theta : ndarray, shape (d + 1, K)
+        Parameters (weights then intercepts), C-contiguous; modified in place.
+    grad : ndarray, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int, ndarray of shape (2, p))
+    state : tuple (int, ndarray of shape (2, d + 1, K))
         From :func:`init_state` or the previous :func:`update`; its slots are modified.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.
@@ -550,30 +967,36 @@ def update(
     step, slots = state
     t = int(step) + 1
     grad = np.ascontiguousarray(grad, dtype=theta.dtype)
-    _update_kernel(theta, grad, slots, t, *_opt_args(opt))
+    n_decay = theta.size - theta.shape[1]
+    _update_kernel(
+        _flat(theta), _flat(grad), np.reshape(slots, (2, -1), copy=False), t, n_decay,
+        *_opt_args(opt),
+    )
     return theta, (t, slots)
 
 
-# ------------------------------------------------------------------- training loop
+# ---------------------------------------------------- per-sample SGD, K = 1 (vector)
 
 
 @njit(**_JIT)
 def _sgd_epochs(
-    X, y, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
+    X, y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
     params, schedule_code, schedule_params, epoch_losses,
 ):
-    """Per-sample SGD (with optional momentum): one fused pass per sample.
+    """Per-sample SGD (with optional momentum), one output: one fused pass per sample.
 
-    For each sample: the prediction (one dot product over the row), its loss, then the
-    gradient, the momentum trace and the parameter step in a second loop over the same
-    row, which is still in L1. The same arithmetic as :func:`_batch_loss_grad` followed
-    by :func:`_update_kernel` with m = 1. Returns the step count after the last update.
+    For each sample: the prediction (one dot product over the row), its (weighted) loss,
+    then the gradient, the momentum trace and the parameter step in a second loop over
+    the same row, which is still in L1. The same arithmetic as :func:`_batch_loss_grad`
+    followed by :func:`_update_kernel` with m = 1. Returns the step count after the last
+    update.
 
     Without momentum and penalty the step is ``θ −= (lr·dloss)·x`` (scikit-learn's
     rounding), fused with the next sample's dot product in one loop over the weights,
     and the trace, which then only holds the last gradient, is written once at the end.
     """
     n, d = X.shape
+    weighted = weight.shape[0] > 0
     momentum = params[0]
     nesterov = params[1] != 0.0
     penalized = l2 != 0.0 or l1 != 0.0
@@ -600,6 +1023,10 @@ def _sgd_epochs(
                 for j in range(d):
                     p += np.float64(x[j]) * theta[j]
             loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
+            if weighted:
+                s = np.float64(weight[i])
+                loss *= s
+                dl *= s
             g_b = dl if fit_intercept else 0.0
             if plain:
                 # the step, fused with the next sample's dot product (one pass over w)
@@ -643,61 +1070,270 @@ def _sgd_epochs(
     return step
 
 
-def _run_epochs_kernel(loss_code: int):
-    """The compiled training loop for one loss code (see :func:`_for_each_loss`).
+# --------------------------------------------------- per-sample SGD, K > 1 (matrix)
+
+
+@njit(**_JIT)
+def _sample_loss(x, y, weight, i, theta_t, p, loss_code, loss_param) -> float:
+    """The K predictions of sample ``i`` (row ``x``, targets ``y``) from ``theta_t``, its
+    weighted loss (returned) and its weighted loss derivatives (written into ``p``)."""
+    _predict(x, theta_t, p)
+    loss = _row_loss_and_dloss(p, y, loss_code, loss_param)
+    if weight.shape[0] > 0:
+        s = np.float64(weight[i])
+        loss *= s
+        for k in range(p.shape[0]):
+            p[k] *= s
+    return loss
+
+
+@njit(**_JIT)
+def _dense_sgd_step(
+    x, y, weight, i, theta_t, trace, p, lr, l2, l1, momentum, nesterov, fit_intercept,
+    loss_code, loss_param,
+) -> float:
+    """One SGD step on sample ``i`` touching every parameter: the loss and penalty at
+    ``theta_t`` (K, d + 1, float64), then the step with momentum ``trace`` (K, d + 1).
+    The arithmetic of :func:`_batch_loss_grad_matrix` and :func:`_update_kernel` with
+    m = 1. Returns the sample's objective."""
+    K, d = theta_t.shape[0], x.shape[0]
+    loss = _sample_loss(x, y, weight, i, theta_t, p, loss_code, loss_param)
+    if l2 != 0.0 or l1 != 0.0:
+        ww = 0.0
+        aw = 0.0
+        for k in range(K):
+            for j in range(d):
+                wj = theta_t[k, j]
+                ww += wj * wj
+                aw += abs(wj)
+        loss += 0.5 * l2 * ww + l1 * aw
+    for k in range(K):
+        dl = p[k]
+        w_k = theta_t[k]
+        t_k = trace[k]
+        for j in range(d):
+            wj = w_k[j]
+            g = dl * x[j] + l2 * wj + l1 * _sign(wj)
+            t_k[j] = g + momentum * t_k[j]
+            w_k[j] -= lr * (g + momentum * t_k[j] if nesterov else t_k[j])
+        g_b = dl if fit_intercept else 0.0
+        t_k[d] = g_b + momentum * t_k[d]
+        w_k[d] -= lr * (g_b + momentum * t_k[d] if nesterov else t_k[d])
+    return loss
+
+
+@njit(**_JIT)
+def _squared_norms(v, sq):
+    """``sq[k] = ‖v[k, :d]‖²`` for the K rows of ``v`` (K, d + 1)."""
+    d = v.shape[1] - 1
+    for k in range(v.shape[0]):
+        s = 0.0
+        for j in range(d):
+            s += v[k, j] * v[k, j]
+        sq[k] = s
+
+
+@njit(**_JIT)
+def _fold_scale(v, scale, sq, k):
+    """Fold output k's scale into its weights: ``v[k, :d] *= scale[k]``, scale 1."""
+    d = v.shape[1] - 1
+    s = scale[k]
+    total = 0.0
+    for j in range(d):
+        v[k, j] *= s
+        total += v[k, j] * v[k, j]
+    sq[k] = total
+    scale[k] = 1.0
+
+
+@njit(**_JIT)
+def _scaled_sgd_step(
+    x, y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param
+) -> float:
+    """One plain SGD step on sample ``i`` with l2 (or no) penalty, weights kept scaled.
+
+    Output k's weights are ``scale[k]·v[k, :d]`` and its intercept ``v[k, d]``; ``sq[k]``
+    tracks ‖v[k, :d]‖². The gradient step ``w −= lr·(dloss·x + l2·w)`` becomes ``scale
+    *= 1 − lr·l2`` (O(K)) and ``v[k, :d] += (−lr·dloss_k / scale_k)·x`` for the outputs
+    with ``dloss_k ≠ 0`` only, as scikit-learn's plain SGD. Returns the sample's objective
+    (loss plus penalty, at the weights before the step).
+    """
+    K, d = v.shape[0], x.shape[0]
+    penalty = 0.0
+    for k in range(K):
+        row = v[k]
+        s = 0.0
+        for j in range(d):
+            s += np.float64(x[j]) * row[j]
+        dots[k] = s
+        p[k] = scale[k] * s + row[d]
+        penalty += scale[k] * scale[k] * sq[k]
+    loss = _row_loss_and_dloss(p, y, loss_code, loss_param)
+    weighted = weight.shape[0] > 0
+    shrink = 1.0 - lr * l2
+    xx = -1.0  # ‖x‖², computed on the first loss step
+    for k in range(K):
+        dl = p[k]
+        if weighted:
+            dl *= np.float64(weight[i])
+        scale[k] *= shrink
+        if abs(scale[k]) < _MIN_SCALE:
+            dots[k] *= scale[k]
+            _fold_scale(v, scale, sq, k)
+        if dl != 0.0:
+            if xx < 0.0:
+                xx = 0.0
+                for j in range(d):
+                    xx += np.float64(x[j]) * x[j]
+            c = -lr * dl / scale[k]
+            row = v[k]
+            for j in range(d):
+                row[j] += c * x[j]
+            sq[k] += c * (2.0 * dots[k] + c * xx)
+            if fit_intercept:
+                row[d] -= lr * dl
+    if weighted:
+        loss *= np.float64(weight[i])
+    return loss + 0.5 * l2 * penalty
+
+
+@njit(**_JIT)
+def _sgd_epochs_matrix(
+    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
+    params, schedule_code, schedule_params, epoch_losses,
+):
+    """Per-sample SGD for K outputs; returns the step count after the last update.
+
+    The parameters and the momentum trace are worked on as float64 transposes (K, d + 1)
+    and written back to ``theta`` and ``slots[0]`` at the end. With momentum or an l1
+    term every step touches every parameter (:func:`_dense_sgd_step`). Without them the
+    weights are kept scaled (:func:`_scaled_sgd_step`): the squared norms are recomputed
+    exactly at each epoch's start, and the last step of the call is taken dense on the
+    unscaled weights, so that the trace (the last gradient) is exact.
+    """
+    n, d = X.shape
+    K = theta.shape[1]
+    momentum = params[0]
+    nesterov = params[1] != 0.0
+    scaled = momentum == 0.0 and l1 == 0.0
+    ahead = _prefetch_distance(X)
+    v = np.empty((K, d + 1))
+    trace = np.empty((K, d + 1))
+    _transpose_into(theta, v)
+    _transpose_into(slots[0], trace)
+    scale = np.ones(K)
+    sq = np.empty(K)
+    dots = np.empty(K)
+    p = np.empty(K)
+    n_epochs = epoch_losses.shape[0]
+    for e in range(n_epochs):
+        order = orders[e % orders.shape[0]]
+        _squared_norms(v, sq)
+        total = 0.0
+        for k in range(n):
+            i = order[k]
+            if k + ahead < n:
+                _prefetch_row(X, order[k + ahead])
+            step += 1
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if scaled and (e < n_epochs - 1 or k < n - 1):
+                total += _scaled_sgd_step(
+                    X[i], Y[i], weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept,
+                    loss_code, loss_param,
+                )
+                continue
+            if scaled:  # the call's last step: unscale, then a dense step sets the trace
+                for c in range(K):
+                    _fold_scale(v, scale, sq, c)
+            total += _dense_sgd_step(
+                X[i], Y[i], weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
+                fit_intercept, loss_code, loss_param,
+            )
+        epoch_losses[e] = total / n
+    for j in range(d + 1):
+        for k in range(K):
+            theta[j, k] = v[k, j]
+            slots[0, j, k] = trace[k, j]
+    return step
+
+
+# ------------------------------------------------------------------- training loop
+
+
+def _run_epochs_kernel(loss_code: int, matrix: bool):
+    """The compiled training loop for one loss code (see :func:`_for_each_loss`) and one
+    kernel family: K outputs when ``matrix`` (a compile-time constant), else one.
 
     The kernel runs every batch of ``epoch_losses.shape[0]`` epochs and returns the final
     step count. Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's
-    rows directly); scratch is allocated once per call.
+    rows directly); scratch is allocated once per call. Vector calls get ``Y`` (n,),
+    ``theta`` (d + 1,) and ``slots`` (2, d + 1); matrix calls (n, T), (d + 1, K) and
+    (2, d + 1, K).
     """
 
     @njit(**_JIT)
     def run_epochs_kernel(
-        X, y, theta, slots, step, orders, batch_size, loss_param, l2, l1, fit_intercept,
-        code, params, schedule_code, schedule_params, epoch_losses, parallel_min_work,
+        X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
+        fit_intercept, code, params, schedule_code, schedule_params, epoch_losses,
+        parallel_min_work,
     ):
         n, d = X.shape
         if batch_size == 1 and n > 1 and code == OPT_SGD:  # n = 1 is a full batch
+            if matrix:
+                return _sgd_epochs_matrix(
+                    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1,
+                    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                )
             return _sgd_epochs(
-                X, y, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
-                params, schedule_code, schedule_params, epoch_losses,
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1,
+                fit_intercept, params, schedule_code, schedule_params, epoch_losses,
             )
-        grad = np.empty(d + 1, dtype=theta.dtype)
-        w64, partial = _new_scratch(d)
+        grad = np.empty_like(theta)
+        size = theta.size
+        flat_theta = theta.reshape(size)
+        flat_grad = grad.reshape(size)
+        flat_slots = slots.reshape((2, size))
+        if matrix:
+            n_decay = size - theta.shape[1]
+            theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
+        else:
+            n_decay = size - 1
+            w64, partial = _new_scratch(d)
         in_order = np.empty(0, dtype=np.int64)
         for e in range(epoch_losses.shape[0]):
-            if batch_size >= n:
-                epoch_losses[e] = _batch_loss_grad(
-                    X, y, theta, in_order, 0, n, loss_code, loss_param, l2, l1, fit_intercept,
-                    w64, partial, grad, parallel_min_work,
-                )
-                step += 1
-                _update_kernel(
-                    theta, grad, slots, step, code, params, schedule_code, schedule_params
-                )
-                continue
-            order = orders[e % orders.shape[0]]
-            if _is_identity(order):
-                order = in_order
+            order = in_order
+            if batch_size < n:
+                order = orders[e % orders.shape[0]]
+                if _is_identity(order):
+                    order = in_order
             total = 0.0
+            loss = 0.0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                loss = _batch_loss_grad(
-                    X, y, theta, order, start, stop, loss_code, loss_param, l2, l1,
-                    fit_intercept, w64, partial, grad, parallel_min_work,
-                )
+                if matrix:
+                    loss = _batch_loss_grad_matrix(
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param, l2,
+                        l1, fit_intercept, theta_t, p, partial, grad, parallel_min_work,
+                    )
+                else:
+                    loss = _batch_loss_grad(
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param, l2,
+                        l1, fit_intercept, w64, partial, grad, parallel_min_work,
+                    )
                 step += 1
                 _update_kernel(
-                    theta, grad, slots, step, code, params, schedule_code, schedule_params
+                    flat_theta, flat_grad, flat_slots, step, n_decay, code, params,
+                    schedule_code, schedule_params,
                 )
                 total += loss * (stop - start)
-            epoch_losses[e] = total / n
+            epoch_losses[e] = total / n if batch_size < n else loss
         return step
 
     return run_epochs_kernel
 
 
-_RUN_EPOCHS = _for_each_loss(_run_epochs_kernel)
+_RUN_EPOCHS = _for_each_loss(lambda code: _run_epochs_kernel(code, False), _VECTOR_LOSS_CODES)
+_RUN_EPOCHS_MATRIX = _for_each_loss(lambda code: _run_epochs_kernel(code, True))
 
 
 def _kernel_orders(orders: np.ndarray, full_batch: bool) -> np.ndarray:
@@ -714,8 +1350,7 @@ def _kernel_orders(orders: np.ndarray, full_batch: bool) -> np.ndarray:
 
 
 def run_epochs(
-    X: np.ndarray,
-    y: np.ndarray,
+    data: Data,
     theta: np.ndarray,
     state: State,
     orders: np.ndarray,
@@ -727,12 +1362,10 @@ def run_epochs(
 
     Parameters
     ----------
-    X : ndarray, shape (n, d)
-        All samples, C-contiguous, float32 or float64.
-    y : ndarray, shape (n,)
-        All targets, same dtype.
-    theta : ndarray, shape (d + 1,)
-        Starting parameters (the backend's own copy; updated in place here).
+    data : Data
+        All samples, targets and weights, from :func:`prepare` (C-contiguous).
+    theta : ndarray, shape (d + 1, K)
+        Starting parameters (the backend's own C-contiguous copy; updated in place here).
     state : tuple
         Optimizer state from :func:`init_state` or a previous call; updated in place.
     orders : ndarray of int64, shape (E, n)
@@ -752,12 +1385,20 @@ def run_epochs(
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
         evaluated before each batch's update.
     """
+    X, Y, weight = data
     step, slots = state
     n = X.shape[0]
     epoch_losses = np.empty(orders.shape[0], dtype=np.float64)
     loss_code, *model_numbers = _model_args(model)
-    step = _RUN_EPOCHS[loss_code](
-        X, y, theta, slots, int(step), _kernel_orders(orders, batch_size >= n),
-        int(batch_size), *model_numbers, *_opt_args(opt), epoch_losses, _parallel_min_work(),
+    weight = _weight_arg(weight, X.dtype)
+    rest = (
+        int(step), _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
+        *_opt_args(opt), epoch_losses, _parallel_min_work(),
     )
+    if _is_vector(loss_code, theta):
+        step = _RUN_EPOCHS[loss_code](
+            X, _flat(Y), weight, _flat(theta), np.reshape(slots, (2, -1), copy=False), *rest
+        )
+    else:
+        step = _RUN_EPOCHS_MATRIX[loss_code](X, Y, weight, theta, slots, *rest)
     return theta, (int(step), slots), epoch_losses
