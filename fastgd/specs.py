@@ -67,6 +67,9 @@ __all__ = [
     "SCHED_INVSCALING",
     "SCHED_EXPONENTIAL",
     "SCHED_COSINE",
+    "SCHED_OPTIMAL",
+    "Optimal",
+    "optimal",
 ]
 
 # Int codes used by every backend. They are part of the kernel contract.
@@ -78,6 +81,7 @@ LOSS_MULTINOMIAL = 8
 LOSS_CODES = tuple(range(9))
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3, 4
 SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE = 0, 1, 2, 3
+SCHED_OPTIMAL = 4
 
 
 def _check_number(name: str, value: object) -> float:
@@ -347,7 +351,40 @@ class Cosine:
         return (self.lr0, self.decay_steps, self.final_fraction)
 
 
-Schedule = Constant | InvScaling | Exponential | Cosine
+@dataclass(frozen=True)
+class Optimal:
+    """scikit-learn's ``optimal`` rate ``1 / (alpha · (t0 + t − 1))`` at update t = 1, 2, …
+
+    ``alpha`` is the regularization strength the rate is tuned to and ``t0`` the offset
+    that sets the first step; :func:`optimal` computes scikit-learn's ``t0``.
+    """
+
+    alpha: float
+    t0: float
+    code = SCHED_OPTIMAL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", _check_positive("alpha", self.alpha))
+        object.__setattr__(self, "t0", _check_positive("t0", self.t0))
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.alpha, self.t0, 0.0)
+
+
+def optimal(alpha: float) -> Optimal:
+    """scikit-learn's ``learning_rate="optimal"`` for the regularization ``alpha``.
+
+    scikit-learn starts at ``eta0 = typw / max(1, dloss(y=1, p=-typw))`` with
+    ``typw = sqrt(1 / sqrt(alpha))`` and sets ``t0 = 1 / (eta0 · alpha)``. For every loss
+    fastgd has (and alpha < 1, where typw > 1), that loss derivative is negative, so the
+    max is 1 and ``eta0 = typw`` (tested against ``SGDClassifier``).
+    """
+    alpha = _check_positive("alpha", alpha)
+    typw = math.sqrt(1.0 / math.sqrt(alpha))
+    return Optimal(alpha, 1.0 / (typw * alpha))
+
+
+Schedule = Constant | InvScaling | Exponential | Cosine | Optimal
 
 
 def invscaling(lr0: float, power_t: float = 0.25) -> InvScaling:
@@ -367,7 +404,7 @@ def cosine(lr0: float, decay_steps: float, final_fraction: float = 0.0) -> Cosin
 
 def resolve_schedule(lr: float | Schedule) -> Schedule:
     """Turn ``lr`` (a positive float or a schedule) into a schedule spec."""
-    if isinstance(lr, Constant | InvScaling | Exponential | Cosine):
+    if isinstance(lr, Schedule):
         return lr
     return Constant(_check_positive("lr", lr))
 
@@ -564,10 +601,12 @@ class LoweredOptimizer(NamedTuple):
         SGD: (momentum, nesterov 0/1, 0, 0); AdaGrad: (initial_accumulator_value, eps, 0, 0);
         RMSProp: (decay, eps, 0, 0); Adam: (b1, b2, eps, 0); AdamW: (b1, b2, eps, weight_decay).
     schedule_code : int
-        ``SCHED_CONSTANT``, ``SCHED_INVSCALING``, ``SCHED_EXPONENTIAL`` or ``SCHED_COSINE``.
+        ``SCHED_CONSTANT``, ``SCHED_INVSCALING``, ``SCHED_EXPONENTIAL``, ``SCHED_COSINE`` or
+        ``SCHED_OPTIMAL``.
     schedule_params : tuple of 3 floats
         constant: (lr, 0, 0); invscaling: (lr0, power_t, 0);
-        exponential: (lr0, decay_rate, decay_steps); cosine: (lr0, decay_steps, final_fraction).
+        exponential: (lr0, decay_rate, decay_steps); cosine: (lr0, decay_steps, final_fraction);
+        optimal: (alpha, t0, 0).
     """
 
     code: int
@@ -604,4 +643,6 @@ def learning_rate(schedule_code: int, schedule_params: tuple[float, float, float
     if schedule_code == SCHED_COSINE:
         k = min(t - 1, p1)
         return lr0 * ((1.0 - p2) * 0.5 * (1.0 + math.cos(math.pi * k / p1)) + p2)
+    if schedule_code == SCHED_OPTIMAL:  # lr0 is alpha, p1 is t0
+        return 1.0 / (lr0 * (p1 + t - 1))
     raise ValueError(f"unknown schedule code {schedule_code!r}")

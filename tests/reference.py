@@ -43,6 +43,7 @@ from fastgd.specs import (
     SCHED_COSINE,
     SCHED_EXPONENTIAL,
     SCHED_INVSCALING,
+    SCHED_OPTIMAL,
 )
 
 Vector = list[float]
@@ -229,7 +230,8 @@ def learning_rate(schedule_code: int, schedule_params: Sequence[float], t: int) 
     """Learning rate of update ``t`` (1, 2, ...).
 
     constant: lr; invscaling: lr0 / t^power_t; exponential: lr0·rate^((t-1)/steps);
-    cosine: lr0·((1 - f)·½(1 + cos(π·min(t-1, steps)/steps)) + f).
+    cosine: lr0·((1 - f)·½(1 + cos(π·min(t-1, steps)/steps)) + f);
+    optimal (scikit-learn's): 1 / (alpha·(t0 + t - 1)), parameters (alpha, t0, 0).
     """
     lr0, a, b = schedule_params
     if schedule_code == SCHED_CONSTANT:
@@ -241,6 +243,8 @@ def learning_rate(schedule_code: int, schedule_params: Sequence[float], t: int) 
     if schedule_code == SCHED_COSINE:
         done = min(t - 1, a)
         return lr0 * ((1.0 - b) * 0.5 * (1.0 + math.cos(math.pi * done / a)) + b)
+    if schedule_code == SCHED_OPTIMAL:
+        return 1.0 / (lr0 * (a + t - 1))
     raise ValueError(f"unknown schedule code {schedule_code!r}")
 
 

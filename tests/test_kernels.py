@@ -33,6 +33,7 @@ SCHEDULES = {
     "invscaling": fastgd.invscaling(0.08, power_t=0.4),
     "exponential": fastgd.exponential(0.08, decay_rate=0.5, decay_steps=3),
     "cosine": fastgd.cosine(0.08, decay_steps=4, final_fraction=0.1),
+    "optimal": fastgd.specs.optimal(0.5),
 }
 
 #: float32 tolerance of one gradient evaluation, relative to the gradient's largest entry.
