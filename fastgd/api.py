@@ -21,6 +21,7 @@ from .data import (
     epoch_orders,
 )
 from .specs import (
+    Adaptive,
     Logistic,
     Loss,
     LoweredModel,
@@ -93,6 +94,10 @@ class FitResult:
         The loss spec, used by :meth:`predict`.
     fit_time : float
         Wall-clock seconds spent in the epoch loop (including any JIT compilation).
+    optimizer_state : tuple (int, ndarray of shape (2, d + 1, K))
+        The optimizer's step count and moments at the end, on the host: pass it back as
+        ``fit(..., optimizer_state=...)`` (with ``coef_init``/``intercept_init``) to go on
+        training exactly where this run stopped.
     """
 
     coef: np.ndarray
@@ -104,6 +109,7 @@ class FitResult:
     backend: str
     loss: Loss = field(repr=False)
     fit_time: float = field(default=0.0, repr=False)
+    optimizer_state: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def decision_function(self, X: object) -> np.ndarray:
         """Linear prediction ``X @ coef + intercept``, shape (n,) or (n, K) like ``coef``."""
@@ -186,14 +192,34 @@ def _chunk_epochs(n: int, epochs: int, per_epoch: bool) -> int:
     return max(1, min(epochs, _CHUNK_INDEX_BYTES // (8 * n)))
 
 
-def _stop_on_tol(history: list[float], tol: float, n_iter_no_change: int) -> bool:
-    """scikit-learn's rule: stop after ``n_iter_no_change`` epochs without a gain of ``tol``."""
-    best = math.inf
-    no_gain = 0
-    for loss in history:
-        no_gain = no_gain + 1 if loss > best - tol else 0
-        best = min(best, loss)
-    return no_gain >= n_iter_no_change
+class _ToleranceRule:
+    """scikit-learn's stopping rule, and its ``adaptive`` learning rate.
+
+    After ``n_iter_no_change`` epochs in a row whose loss did not beat the best so far by
+    ``tol``: stop, or, with an adaptive rate still above 1e-6, divide the rate by 5 and
+    start counting again. ``tol=None`` never stops (nor adapts).
+    """
+
+    def __init__(self, tol: float | None, n_iter_no_change: int, adaptive_lr: float | None):
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.lr = adaptive_lr
+        self.best = math.inf
+        self.no_gain = 0
+
+    def stop_after(self, loss: float) -> bool:
+        """Record one epoch's loss; True means stop (``self.lr`` may have been divided)."""
+        if self.tol is None:
+            return False
+        self.no_gain = self.no_gain + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        if self.no_gain < self.n_iter_no_change:
+            return False
+        if self.lr is not None and self.lr > 1e-6:
+            self.lr /= 5.0
+            self.no_gain = 0
+            return False
+        return True
 
 
 def _progress_line(done: int, total: int, loss: float, start: float) -> str:
@@ -213,6 +239,8 @@ class _Plan:
     Y: np.ndarray
     weight: np.ndarray | None
     theta: np.ndarray
+    state: tuple[int, np.ndarray] | None
+    adaptive_lr: float | None
     single_output: bool
     loss: Loss
     model: LoweredModel
@@ -224,6 +252,7 @@ class _Plan:
 def _validate(
     X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
     shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback, sample_weight,
+    optimizer_state,
 ) -> _Plan:
     loss = resolve_loss(loss)
     optimizer = resolve_optimizer(optimizer)
@@ -252,10 +281,30 @@ def _validate(
         coef_init, intercept_init, d, n_outputs, single_output, X.dtype, bool(fit_intercept)
     )
     model = lower_model(loss, l2, l1, bool(fit_intercept))
+    state = None if optimizer_state is None else _check_state(optimizer_state, theta)
+    adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
     return _Plan(
-        X, Y, weight, theta, single_output, loss, model, lower_optimizer(optimizer),
-        batch_size, epochs,
+        X, Y, weight, theta, state, adaptive_lr, single_output, loss, model,
+        lower_optimizer(optimizer), batch_size, epochs,
     )
+
+
+def _check_state(optimizer_state: object, theta: np.ndarray) -> tuple[int, np.ndarray]:
+    """A resumable ``(step, slots)`` for parameters like ``theta``: a private copy."""
+    try:
+        step, slots = optimizer_state
+        slots = np.array(slots, dtype=theta.dtype)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"optimizer_state must be a (step, slots) pair from a FitResult, got "
+            f"{type(optimizer_state).__name__}"
+        ) from None
+    step = check_int("optimizer_state step", int(np.asarray(step)), 0)
+    if slots.shape != (2, *theta.shape):
+        raise ValueError(
+            f"optimizer_state slots must have shape {(2, *theta.shape)}, got {slots.shape}"
+        )
+    return step, slots
 
 
 def _public_params(theta: object, plan: _Plan) -> tuple[np.ndarray, float | np.ndarray]:
@@ -291,6 +340,7 @@ def fit(
     progress: bool = False,
     callback: Callable[[int, float, np.ndarray, float], bool | None] | None = None,
     sample_weight: object = None,
+    optimizer_state: tuple[int, np.ndarray] | None = None,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -350,6 +400,9 @@ def fit(
     sample_weight : array-like of shape (n,), optional
         Finite, >= 0, not all 0; rescaled to mean 1 (see ``data.check_sample_weight``),
         so a full batch weighs each sample by its share of the total weight.
+    optimizer_state : (int, ndarray), optional
+        A previous result's ``optimizer_state``: training resumes with its moments and
+        step count (which also continues the learning-rate schedule).
 
     Returns
     -------
@@ -366,16 +419,19 @@ def fit(
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
         shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
-        sample_weight,
+        sample_weight, optimizer_state,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape
     start = time.perf_counter()
     data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, device, plan.weight)
-    state = kernels.init_state(theta, plan.opt)
+    state = kernels.init_state(theta, plan.opt) if plan.state is None else plan.state
     per_epoch = tol is not None or callback is not None or verbose or progress
     chunk = _chunk_epochs(n, plan.epochs, per_epoch)
-    first_lr = learning_rate(plan.opt.schedule_code, plan.opt.schedule_params, 1)
+    opt = plan.opt
+    first_step = 1 if plan.state is None else plan.state[0] + 1
+    first_lr = learning_rate(opt.schedule_code, opt.schedule_params, first_step)
+    rule = _ToleranceRule(tol, n_iter_no_change, plan.adaptive_lr)
     history: list[float] = []
     converged = False
     while len(history) < plan.epochs and not converged:
@@ -383,7 +439,7 @@ def fit(
         orders = epoch_orders(rng, n, n_now, shuffle)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             theta, state, losses = kernels.run_epochs(
-                data, theta, state, orders, plan.batch_size, plan.model, plan.opt
+                data, theta, state, orders, plan.batch_size, plan.model, opt
             )
         losses = np.asarray(losses, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -393,9 +449,10 @@ def fit(
             raise DivergenceError(len(history) + 1, first_lr, np.array(history))
         history.extend(losses.tolist())
         if per_epoch:
-            converged = _after_epoch(
-                history, theta, plan, tol, n_iter_no_change, verbose, progress, callback, start
-            )
+            converged = _after_epoch(history, theta, plan, rule, verbose, progress, callback,
+                                     start)
+            if rule.lr is not None:  # the adaptive rate may have been divided
+                opt = opt._replace(schedule_params=(rule.lr, 0.0, 0.0))
     if progress:
         sys.stderr.write("\n")
     coef, intercept = _public_params(theta, plan)
@@ -410,10 +467,11 @@ def fit(
         backend=backend,
         loss=plan.loss,
         fit_time=time.perf_counter() - start,
+        optimizer_state=(int(np.asarray(state[0])), np.array(state[1], dtype=plan.X.dtype)),
     )
 
 
-def _after_epoch(history, theta, plan, tol, n_iter_no_change, verbose, progress, callback, start):
+def _after_epoch(history, theta, plan, rule, verbose, progress, callback, start):
     """Report one epoch and apply the stopping rules; True means stop."""
     epoch, loss = len(history), history[-1]
     if verbose:
@@ -423,7 +481,7 @@ def _after_epoch(history, theta, plan, tol, n_iter_no_change, verbose, progress,
         sys.stderr.flush()
     if callback is not None and callback(epoch, loss, *_public_params(theta, plan)):
         return True
-    return tol is not None and _stop_on_tol(history, float(tol), n_iter_no_change)
+    return rule.stop_after(loss)
 
 
 def check_grad(

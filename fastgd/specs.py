@@ -70,6 +70,8 @@ __all__ = [
     "SCHED_OPTIMAL",
     "Optimal",
     "optimal",
+    "Adaptive",
+    "adaptive",
 ]
 
 # Int codes used by every backend. They are part of the kernel contract.
@@ -384,7 +386,29 @@ def optimal(alpha: float) -> Optimal:
     return Optimal(alpha, 1.0 / (typw * alpha))
 
 
-Schedule = Constant | InvScaling | Exponential | Cosine | Optimal
+@dataclass(frozen=True)
+class Adaptive:
+    """scikit-learn's ``adaptive`` rate: constant ``lr0`` until ``n_iter_no_change`` epochs
+    in a row miss ``tol``; then the rate is divided by 5 (while above 1e-6) and training
+    goes on. The kernels see a constant rate; :func:`fastgd.fit` changes it between
+    epochs (it needs ``tol``, without which it is a constant rate)."""
+
+    lr0: float
+    code = SCHED_CONSTANT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr0", _check_positive("lr0", self.lr0))
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.lr0, 0.0, 0.0)
+
+
+def adaptive(lr0: float) -> Adaptive:
+    """scikit-learn's ``learning_rate="adaptive"`` starting at ``lr0``."""
+    return Adaptive(lr0)
+
+
+Schedule = Constant | InvScaling | Exponential | Cosine | Optimal | Adaptive
 
 
 def invscaling(lr0: float, power_t: float = 0.25) -> InvScaling:
