@@ -3,7 +3,6 @@
 from .api import DivergenceError, FitResult, check_grad, fit
 from .backends import available_backends, get_backend
 from .data import make_classification, make_regression
-from .estimators import GDClassifier, GDRegressor
 from .specs import (
     SGD,
     AdaGrad,
@@ -61,3 +60,16 @@ __all__ = [
     "make_classification",
     "make_regression",
 ]
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators, imported on first use (they need scikit-learn)."""
+    if name in ("GDRegressor", "GDClassifier"):
+        try:
+            from . import estimators
+        except ImportError as exc:
+            raise ImportError(
+                f"fastgd.{name} needs scikit-learn: pip install 'fastgd[sklearn]' ({exc})"
+            ) from exc
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastgd' has no attribute {name!r}")

@@ -1,211 +1,572 @@
-"""scikit-learn style estimators over :func:`fastgd.fit`.
+"""Drop-in replacements for scikit-learn's ``SGDRegressor`` and ``SGDClassifier``.
 
-They follow scikit-learn's conventions (constructor stores hyper-parameters untouched,
-``fit`` returns ``self``, learned attributes end in ``_``, ``get_params``/``set_params``)
-without depending on scikit-learn.
+:class:`GDRegressor` and :class:`GDClassifier` take scikit-learn's parameters, with its
+names, meanings and defaults, and learn the same attributes; on top they take fastgd's
+``optimizer``, ``batch_size`` (1, scikit-learn's algorithm, by default), ``backend`` and
+``device``. They are built on scikit-learn's ``BaseEstimator`` and mixins and validate
+their input with scikit-learn's own helpers, so scikit-learn (the ``sklearn`` extra) is
+needed to use them; ``import fastgd`` and :func:`fastgd.fit` work without it.
+
+Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps onto it:
+
+- ``learning_rate`` ``"constant"``, ``"invscaling"``, ``"optimal"`` and ``"adaptive"`` are
+  scikit-learn's formulas (``fastgd.specs.optimal`` computes its initial offset), counted
+  in updates: with ``batch_size=1`` an update is a sample, as in scikit-learn.
+- One-vs-rest: the K binary problems of a multi-class fit are K outputs of one model,
+  trained in one pass over X, each exactly as a separate binary fit. When the classes
+  must stop at their own epochs (``tol`` set) or weigh their samples differently
+  (``class_weight`` with more than two classes), the classes are trained one after the
+  other instead, like scikit-learn does, so that each still equals scikit-learn's.
+- ``partial_fit`` runs one epoch over the chunk and carries the parameters, the
+  optimizer's state and its step count (which drives the learning rate; ``t_`` is the
+  step count plus one, scikit-learn's count of samples seen plus one for batch size 1).
+- Sample weights (times the class weights) follow :func:`fastgd.fit`: they are relative,
+  rescaled to mean 1. scikit-learn's SGD multiplies each sample's step by its weight as
+  given; the two agree when the weights average 1 (``class_weight="balanced"`` does, for a
+  binary problem).
 """
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .api import FitResult, fit
-from .data import check_X
-from .specs import Logistic, Loss, resolve_loss
+from .specs import (
+    EpsilonInsensitive,
+    Hinge,
+    Huber,
+    Logistic,
+    ModifiedHuber,
+    Multinomial,
+    Squared,
+    SquaredEpsilonInsensitive,
+    SquaredHinge,
+    adaptive,
+    invscaling,
+    optimal,
+    resolve_optimizer,
+)
 
 __all__ = ["GDRegressor", "GDClassifier"]
 
+#: scikit-learn's loss names -> fastgd loss spec factories taking ``epsilon``.
+_REGRESSION_LOSSES = {
+    "squared_error": lambda eps: Squared(),
+    "huber": lambda eps: Huber(eps),
+    "epsilon_insensitive": lambda eps: EpsilonInsensitive(eps),
+    "squared_epsilon_insensitive": lambda eps: SquaredEpsilonInsensitive(eps),
+}
+_CLASSIFICATION_LOSSES = {
+    "hinge": lambda eps: Hinge(),
+    "log_loss": lambda eps: Logistic(),
+    "modified_huber": lambda eps: ModifiedHuber(),
+    "squared_hinge": lambda eps: SquaredHinge(),
+    "multinomial": lambda eps: Multinomial(),
+    **_REGRESSION_LOSSES,
+}
+_LEARNING_RATES = ("constant", "optimal", "invscaling", "adaptive")
 
-class _GDBase:
-    """Hyper-parameter handling shared by the two estimators."""
 
-    _default_loss = "squared"
+class _GDBase(BaseEstimator):
+    """Parameters and training shared by the two estimators."""
 
-    def __init__(
-        self,
-        *,
-        loss=None,
-        optimizer="sgd",
-        lr=None,
-        batch_size=None,
-        epochs=100,
-        penalty=None,
-        alpha=1e-4,
-        l1_ratio=0.15,
-        fit_intercept=True,
-        shuffle=True,
-        seed=None,
-        tol=None,
-        n_iter_no_change=5,
-        backend="numpy",
-        device=None,
-    ):
-        self.loss = loss
-        self.optimizer = optimizer
-        self.lr = lr
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.penalty = penalty
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.fit_intercept = fit_intercept
-        self.shuffle = shuffle
-        self.seed = seed
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.backend = backend
-        self.device = device
+    _losses: dict = {}
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
+    # ----------------------------------------------------------------- parameters
 
-    def get_params(self, deep: bool = True) -> dict:
-        """Hyper-parameters as a dict (scikit-learn's convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
+    def _loss_spec(self):
+        if self.loss not in self._losses:
+            raise ValueError(
+                f"loss must be one of {sorted(self._losses)} for {type(self).__name__}, "
+                f"got {self.loss!r}"
+            )
+        return self._losses[self.loss](self.epsilon)
 
-    def set_params(self, **params) -> _GDBase:
-        """Set hyper-parameters by name; unknown names raise ``ValueError``."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"unknown parameter {name!r}; valid ones are {valid}")
-            setattr(self, name, value)
-        return self
+    def _check_unsupported(self) -> None:
+        """Non-default values of the scikit-learn parameters fastgd does not implement."""
+        if self.average is not False:
+            raise NotImplementedError(
+                f"average={self.average!r} is not supported (scikit-learn's averaged SGD); "
+                "use average=False"
+            )
+        if self.early_stopping is not False:
+            raise NotImplementedError(
+                f"early_stopping={self.early_stopping!r} is not supported (stopping on a "
+                "held-out validation score); use early_stopping=False and tol"
+            )
 
-    def __repr__(self) -> str:
-        changed = {
-            k: v
-            for k, v in self.get_params().items()
-            if v != inspect.signature(type(self).__init__).parameters[k].default
-        }
-        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"{type(self).__name__}({args})"
+    def _schedule(self, alpha: float):
+        """The learning rate of ``learning_rate``, ``eta0``, ``power_t`` and ``alpha``."""
+        if self.learning_rate not in _LEARNING_RATES:
+            raise ValueError(
+                f"learning_rate must be one of {list(_LEARNING_RATES)}, "
+                f"got {self.learning_rate!r}"
+            )
+        if self.learning_rate == "optimal":
+            return optimal(alpha)
+        if self.learning_rate == "invscaling":
+            return invscaling(self.eta0, self.power_t)
+        if self.learning_rate == "adaptive":
+            return adaptive(self.eta0)
+        return self.eta0
 
-    def _resolved_loss(self) -> Loss:
-        """The loss spec: the estimator's default when ``loss`` is None."""
-        return resolve_loss(self._default_loss if self.loss is None else self.loss)
-
-    def _fit(self, X, y, loss) -> FitResult:
-        result = fit(
-            X,
-            y,
-            loss=loss,
-            optimizer=self.optimizer,
-            lr=self.lr,
+    def _fit_args(self) -> dict:
+        """Keyword arguments of :func:`fastgd.fit` from the estimator's parameters."""
+        self._check_unsupported()
+        return dict(
+            optimizer=resolve_optimizer(self.optimizer),
+            lr=self._schedule(self.alpha),
             batch_size=self.batch_size,
-            epochs=self.epochs,
             penalty=self.penalty,
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
             fit_intercept=self.fit_intercept,
             shuffle=self.shuffle,
-            seed=self.seed,
-            tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             backend=self.backend,
             device=self.device,
+            verbose=bool(self.verbose),
         )
-        self.result_ = result
-        self.coef_ = result.coef
-        self.intercept_ = result.intercept
-        self.n_iter_ = result.n_epochs
-        self.loss_history_ = result.loss_history
-        self.n_features_in_ = result.coef.shape[0]
-        return result
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "result_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit first")
+    # ------------------------------------------------------------------- training
 
-    def decision_function(self, X) -> np.ndarray:
-        """``X @ coef_ + intercept_``, shape (n,)."""
-        self._check_fitted()
-        return self.result_.decision_function(X)
+    def _train(self, X, Y, loss, weights, *, epochs, tol, theta0, state0, separately=False):
+        """Train the (d + 1, K) parameters on kernel-ready targets ``Y``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, d)
+        Y : ndarray, shape (n,) or (n, K)
+            As :func:`fastgd.fit` takes them (labels in {0, 1} for the binary losses,
+            class codes for multinomial).
+        weights : None or ndarray of shape (n,) or (n, K)
+            Per sample, or per sample and output (then the outputs train apart).
+        epochs, tol
+            Passes over X and the stopping tolerance.
+        theta0, state0 : ndarray of shape (d + 1, K) and (step, slots), or None
+            Where to start (zeros and a fresh optimizer when None).
+        separately : bool
+            Train each column of ``Y`` on its own (scikit-learn's one-vs-rest), so that
+            each stops at its own epoch.
+
+        Returns
+        -------
+        theta : ndarray, shape (d + 1, K)
+        n_epochs : int
+            Epochs run (the most of any output).
+        """
+        seed = int(self._rng.integers(2**31 - 1))
+        args = dict(self._fit_args(), epochs=epochs, tol=tol, seed=seed, loss=loss)
+        if self.batch_size is not None:
+            args["batch_size"] = min(self.batch_size, X.shape[0])
+        per_output = weights is not None and weights.ndim == 2
+        if not (separately or per_output):
+            start = _start(theta0, state0, None, single=Y.ndim == 1)
+            result = fit(X, Y, sample_weight=weights, **start, **args)
+            self._state = result.optimizer_state
+            return _theta_of(result), result.n_epochs
+        columns = [
+            fit(X, Y[:, k], sample_weight=weights[:, k] if per_output else weights,
+                **_start(theta0, state0, k, single=True), **args)
+            for k in range(Y.shape[1])
+        ]
+        self._state = _stack_states([r.optimizer_state for r in columns])
+        return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
+
+    def _initial_theta(self, d: int, K: int, dtype, coef_init, intercept_init):
+        """``fit``'s starting point: the given one, the last fit's (``warm_start``), or None."""
+        if coef_init is None and intercept_init is None:
+            warm = self.warm_start and getattr(self, "_theta", None) is not None
+            if warm and self._theta.shape == (d + 1, K):
+                return self._theta.astype(dtype)
+            return None
+        theta = np.zeros((d + 1, K), dtype=dtype)
+        if coef_init is not None:
+            theta[:-1] = _init_array("coef_init", coef_init, (K, d)).T
+        if intercept_init is not None:
+            theta[-1] = _init_array("intercept_init", intercept_init, (K,))
+        return theta
+
+    def _record(self, theta: np.ndarray, n_epochs: int) -> None:
+        self._theta = theta
+        self.n_iter_ = n_epochs
+        self.t_ = float(self._state[0] + 1)
+        self.coef_, self.intercept_ = self._public_params(theta)
+
+    def _seed_rng(self, reset: bool) -> None:
+        """The generator of the epochs' shuffling seeds (from ``random_state``)."""
+        if reset or not hasattr(self, "_rng"):
+            seed = check_random_state(self.random_state).randint(2**31 - 1)
+            self._rng = np.random.default_rng(seed)
+
+    def _fit_or_partial(self, X, y, sample_weight, *, partial, classes=None, coef_init=None,
+                        intercept_init=None):
+        first = not partial or getattr(self, "_theta", None) is None
+        X, y = validate_data(self, X, y, reset=first, dtype=[np.float64, np.float32],
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        Y, weights, separately = self._targets(X, y, weights, partial=partial, first=first,
+                                               classes=classes)
+        K = self._n_outputs()
+        self._seed_rng(reset=first)
+        if partial:
+            theta0, state0 = (None, None) if first else (self._theta, self._state)
+            theta, n_epochs = self._train(
+                X, Y, self._loss_spec(), weights, epochs=1, tol=None, theta0=theta0,
+                state0=state0,
+            )
+        else:
+            theta0 = self._initial_theta(X.shape[1], K, X.dtype, coef_init, intercept_init)
+            theta, n_epochs = self._train(
+                X, Y, self._loss_spec(), weights, epochs=self.max_iter, tol=self.tol,
+                theta0=theta0, state0=None, separately=separately,
+            )
+        self._record(theta, n_epochs)
+        return self
+
+    def _scores(self, X) -> np.ndarray:
+        """``X @ coef_.T + intercept_``: shape (n,) for one output, else (n, K)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        scores = X @ np.atleast_2d(self.coef_).T + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
 
 
-class GDRegressor(_GDBase):
-    """Linear regression (squared, Huber) trained by gradient descent.
+def _init_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{name} must have {int(np.prod(shape))} entries {shape}, "
+                         f"got shape {arr.shape}")
+    return arr.reshape(shape)
 
-    Parameters are those of :func:`fastgd.fit`; ``loss`` is ``"squared"`` (the default, also
-    meant by None), ``"huber"`` or a ``Squared``/``Huber`` spec.
+
+def _start(theta0, state0, k: int | None, single: bool) -> dict:
+    """``fit``'s ``coef_init``/``intercept_init``/``optimizer_state`` for resuming all outputs
+    (``k`` None) or output ``k`` alone; ``single``: a 1-D target (coef (d,), a float)."""
+    kwargs = {}
+    if theta0 is not None:
+        part = theta0 if k is None else theta0[:, k : k + 1]
+        kwargs["coef_init"] = part[:-1, 0] if single else part[:-1]
+        kwargs["intercept_init"] = float(part[-1, 0]) if single else part[-1]
+    if state0 is not None:
+        step, slots = state0
+        kwargs["optimizer_state"] = (step, slots if k is None else slots[:, :, k : k + 1])
+    return kwargs
+
+
+def _theta_of(result: FitResult) -> np.ndarray:
+    """A fit's parameters as one (d + 1, K) matrix."""
+    coef = result.coef.reshape(result.coef.shape[0], -1)
+    return np.vstack([coef, np.reshape(result.intercept, (1, -1))])
+
+
+def _stack_states(states: list) -> tuple[int, np.ndarray]:
+    """One state for outputs trained apart: their moments side by side and the step count
+    of the longest (scikit-learn's ``t_`` counts ``max(n_iter_) · n`` samples)."""
+    return max(s[0] for s in states), np.concatenate([s[1] for s in states], axis=2)
+
+
+class GDRegressor(RegressorMixin, _GDBase):
+    """Linear regression by gradient descent, with scikit-learn's ``SGDRegressor`` API.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"}
+    penalty : {"l2", "l1", "elasticnet", None}
+        fastgd applies the l1 part as a subgradient, not scikit-learn's cumulative
+        truncation, so l1 and elastic-net runs differ from scikit-learn's.
+    alpha, l1_ratio, fit_intercept, max_iter, tol, shuffle, verbose, epsilon,
+    random_state, learning_rate, eta0, power_t, n_iter_no_change, warm_start
+        As in scikit-learn (``learning_rate`` in {"constant", "optimal", "invscaling",
+        "adaptive"}).
+    early_stopping, validation_fraction, average
+        Only the defaults (False, 0.1, False) are supported; other values of
+        ``early_stopping`` and ``average`` raise ``NotImplementedError``.
+    optimizer : str or optimizer spec
+        fastgd's optimizer (its learning rate is set by ``learning_rate``/``eta0``).
+    batch_size : int or None
+        1 (scikit-learn's per-sample SGD), k, or None for full-batch GD.
+    backend, device
+        As in :func:`fastgd.fit`.
 
     Attributes
     ----------
     coef_ : ndarray, shape (d,)
-    intercept_ : float
+    intercept_ : ndarray, shape (1,)
     n_iter_ : int
-        Epochs run.
-    loss_history_ : ndarray, shape (n_iter_,)
-    result_ : FitResult
+        Epochs run by the last ``fit`` (1 after ``partial_fit``).
+    t_ : float
+        Updates done plus one (for batch size 1, scikit-learn's samples seen plus one).
+    n_features_in_, feature_names_in_
     """
 
-    def fit(self, X, y) -> GDRegressor:
-        """Train on ``X`` (n, d) and ``y`` (n,); returns ``self``."""
-        loss = self._resolved_loss()
-        if isinstance(loss, Logistic):
-            raise ValueError(f"loss must be a regression loss for GDRegressor, got {self.loss!r}")
-        self._fit(X, y, loss)
-        return self
+    _losses = _REGRESSION_LOSSES
+
+    def __init__(
+        self, loss="squared_error", *, penalty="l2", alpha=0.0001, l1_ratio=0.15,
+        fit_intercept=True, max_iter=1000, tol=0.001, shuffle=True, verbose=0, epsilon=0.1,
+        random_state=None, learning_rate="invscaling", eta0=0.01, power_t=0.25,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
+        average=False, optimizer="sgd", batch_size=1, backend="numpy", device=None,
+    ):  # fmt: skip
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.epsilon = epsilon
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.average = average
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.backend = backend
+        self.device = device
+
+    def _n_outputs(self) -> int:
+        return 1
+
+    def _targets(self, X, y, weights, *, partial, first, classes):
+        return y.astype(X.dtype), weights, False
+
+    def _public_params(self, theta):
+        return theta[:-1, 0].copy(), theta[-1].copy()
+
+    def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
+        """Train on X (n, d) and y (n,) for up to ``max_iter`` epochs; returns self.
+
+        ``coef_init`` (d,) and ``intercept_init`` (1,) set the start (else zeros, or the
+        last fit's parameters with ``warm_start``).
+        """
+        return self._fit_or_partial(X, y, sample_weight, partial=False, coef_init=coef_init,
+                                    intercept_init=intercept_init)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X (n, d), y (n,), going on from the previous call; returns self."""
+        return self._fit_or_partial(X, y, sample_weight, partial=True)
 
     def predict(self, X) -> np.ndarray:
         """Predicted values, shape (n,)."""
-        return self.decision_function(X)
-
-    def score(self, X, y) -> float:
-        """Coefficient of determination R² of the predictions."""
-        y = np.asarray(y, dtype=np.float64)
-        residual = y - self.predict(X)
-        total = y - y.mean()
-        return 1.0 - float(residual @ residual) / float(total @ total)
+        return self._scores(X)
 
 
-class GDClassifier(_GDBase):
-    """Binary logistic regression trained by gradient descent.
+def _has_proba(estimator) -> bool:
+    return estimator.loss in ("log_loss", "modified_huber", "multinomial")
 
-    Any two distinct labels work: ``classes_`` holds them sorted, and the second is the
-    positive class. The ``loss`` parameter must stay None or ``"logistic"``.
+
+class GDClassifier(ClassifierMixin, _GDBase):
+    """Linear classifiers by gradient descent, with scikit-learn's ``SGDClassifier`` API.
+
+    Parameters
+    ----------
+    loss : str
+        scikit-learn's ``"hinge"`` (linear SVM), ``"log_loss"``, ``"modified_huber"``,
+        ``"squared_hinge"``, or a regression loss on ±1 targets (``"squared_error"``,
+        ``"huber"``, ``"epsilon_insensitive"``, ``"squared_epsilon_insensitive"``): binary,
+        and one-vs-rest for more classes; or fastgd's ``"multinomial"`` (softmax).
+    class_weight : dict, "balanced" or None
+        Multiplies the sample weights: in one-vs-rest, class k's problem weighs its
+        positives by ``class_weight[k]`` and the rest by 1, as scikit-learn.
+    n_jobs : int or None
+        Accepted for compatibility; fastgd trains all classes in one pass.
+    Other parameters
+        As :class:`GDRegressor` (defaults as scikit-learn's classifier:
+        ``learning_rate="optimal"``, ``power_t=0.5``).
 
     Attributes
     ----------
-    classes_ : ndarray, shape (2,)
-    coef_ : ndarray, shape (d,)
-    intercept_ : float
-    n_iter_ : int
-    loss_history_ : ndarray, shape (n_iter_,)
-    result_ : FitResult
+    classes_ : ndarray, shape (K,)
+        The labels, sorted (any type, strings too).
+    coef_ : ndarray, shape (1, d) for two classes, else (K, d)
+        For ``multinomial`` with two classes, the difference of the two classes' rows.
+    intercept_ : ndarray, shape (1,) or (K,)
+    n_iter_, t_, n_features_in_, feature_names_in_
+        As :class:`GDRegressor`.
     """
 
-    _default_loss = "logistic"
+    _losses = _CLASSIFICATION_LOSSES
 
-    def fit(self, X, y) -> GDClassifier:
-        """Train on ``X`` (n, d) and two-class labels ``y`` (n,); returns ``self``."""
-        if not isinstance(self._resolved_loss(), Logistic):
-            raise ValueError(f"loss must be 'logistic' for GDClassifier, got {self.loss!r}")
-        labels = np.asarray(y)
-        if labels.ndim != 1:
-            raise ValueError(f"y must be 1-D, got shape {labels.shape}")
-        classes = np.unique(labels)
-        if classes.shape[0] != 2:
-            raise ValueError(f"y must hold exactly two classes, got {classes.tolist()}")
-        self._fit(X, (labels == classes[1]).astype(np.float64), "logistic")
-        self.classes_ = classes
-        return self
+    def __init__(
+        self, loss="hinge", *, penalty="l2", alpha=0.0001, l1_ratio=0.15, fit_intercept=True,
+        max_iter=1000, tol=0.001, shuffle=True, verbose=0, epsilon=0.1, n_jobs=None,
+        random_state=None, learning_rate="optimal", eta0=0.01, power_t=0.5,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, class_weight=None,
+        warm_start=False, average=False, optimizer="sgd", batch_size=1, backend="numpy",
+        device=None,
+    ):  # fmt: skip
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.epsilon = epsilon
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.warm_start = warm_start
+        self.average = average
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.backend = backend
+        self.device = device
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n, 2), columns in the order of ``classes_``."""
-        self._check_fitted()
-        positive = self.result_.predict_proba(X)
-        return np.column_stack([1.0 - positive, positive])
+    # ------------------------------------------------------------------- targets
+
+    def _n_outputs(self) -> int:
+        K = len(self.classes_)
+        return K if (K > 2 or self.loss == "multinomial") else 1
+
+    def _set_classes(self, y, classes, partial: bool) -> None:
+        check_classification_targets(y)
+        if partial and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        found = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+        if found.shape[0] < 2:
+            raise ValueError(
+                f"The number of classes has to be greater than one; got {found.shape[0]} class"
+            )
+        self.classes_ = found
+
+    def _targets(self, X, y, weights, *, partial, first, classes):
+        """Kernel targets, weights and whether the classes train apart (see the module)."""
+        if first:
+            self._set_classes(y, classes, partial)
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the first call's "
+                             f"{self.classes_.tolist()}")
+        codes = np.searchsorted(self.classes_, y)
+        unknown = (codes >= len(self.classes_)) | (self.classes_[np.minimum(
+            codes, len(self.classes_) - 1)] != y)
+        if unknown.any():
+            raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: "
+                             f"{y[unknown][0]!r}")
+        class_weights = self._class_weights(y, partial)
+        K = len(self.classes_)
+        if self.loss == "multinomial" or K == 2:
+            Y = codes if self.loss == "multinomial" else (codes == 1)
+            if class_weights is not None:
+                weights = _times(weights, class_weights[codes])
+            return self._signed(Y.astype(X.dtype)), weights, False
+        onehot = codes[:, None] == np.arange(K)
+        if class_weights is not None:  # positives of class k by its weight, the rest by 1
+            per_output = np.where(onehot, class_weights, 1.0).astype(X.dtype)
+            weights = per_output if weights is None else per_output * weights[:, None]
+        return self._signed(onehot.astype(X.dtype)), weights, self.tol is not None
+
+    def _signed(self, Y: np.ndarray) -> np.ndarray:
+        """Regression losses train on ±1 targets (as scikit-learn); the others take labels."""
+        return 2 * Y - 1 if self.loss in _REGRESSION_LOSSES else Y
+
+    def _class_weights(self, y, partial: bool) -> np.ndarray | None:
+        if self.class_weight is None:
+            return None
+        if partial and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit (it needs the "
+                "whole data's class counts); pass a dict of class weights"
+            )
+        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+
+    def _public_params(self, theta):
+        if self.loss == "multinomial" and theta.shape[1] == 2:
+            diff = theta[:, 1] - theta[:, 0]  # the same model as one score
+            return diff[None, :-1].copy(), diff[-1:].copy()
+        return theta[:-1].T.copy(), theta[-1].copy()
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
+        """Train on X (n, d) and labels y (n,) for up to ``max_iter`` epochs; returns self.
+
+        ``coef_init`` ((K, d), or (1, d) for two classes) and ``intercept_init`` set the
+        start (else zeros, or the last fit's parameters with ``warm_start``).
+        """
+        return self._fit_or_partial(X, y, sample_weight, partial=False, coef_init=coef_init,
+                                    intercept_init=intercept_init)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over X (n, d), y (n,), going on from the previous call; returns self.
+
+        ``classes`` (every label there will be) is required on the first call.
+        """
+        return self._fit_or_partial(X, y, sample_weight, partial=True, classes=classes)
+
+    # --------------------------------------------------------------- predictions
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scores ``X @ coef_.T + intercept_``: shape (n,) for two classes, else (n, K)."""
+        return self._scores(X)
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (from ``classes_``), shape (n,)."""
-        self._check_fitted()
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        """Predicted labels from ``classes_``, shape (n,)."""
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
+        return self.classes_[index]
 
-    def score(self, X, y) -> float:
-        """Accuracy."""
-        return float(np.mean(self.predict(check_X(X)) == np.asarray(y)))
+    @available_if(_has_proba)
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (n, K), columns in the order of ``classes_``.
+
+        ``log_loss``: sigmoid of the scores (one-vs-rest normalised for K > 2);
+        ``modified_huber``: (clip(score, −1, 1) + 1) / 2, normalised likewise, as
+        scikit-learn; ``multinomial``: the softmax.
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            positive = (_sigmoid(scores) if self.loss != "modified_huber"
+                        else (np.clip(scores, -1, 1) + 1) / 2)
+            return np.column_stack([1 - positive, positive])
+        if self.loss == "multinomial":
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        prob = _sigmoid(scores) if self.loss == "log_loss" else (np.clip(scores, -1, 1) + 1) / 2
+        total = prob.sum(axis=1, keepdims=True)
+        zero = total[:, 0] == 0
+        prob[zero], total[zero] = 1.0, prob.shape[1]  # no class at all: uniform
+        return prob / total
+
+    @available_if(_has_proba)
+    def predict_log_proba(self, X) -> np.ndarray:
+        """The log of :meth:`predict_proba`."""
+        return np.log(self.predict_proba(X))
+
+
+def _sigmoid(p: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * p))
+
+
+def _times(weights, factors):
+    return factors if weights is None else weights * factors

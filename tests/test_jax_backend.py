@@ -51,7 +51,9 @@ def _prepare(backend, X, y, theta, weight=None, device=None):
 
 
 def _epochs_cache_size() -> int:
-    return jax_backend._epochs_program._cache_size()
+    """Programs compiled so far for run_epochs (single-kernel and portable)."""
+    programs = (jax_backend._single_kernel_program, jax_backend._portable_program)
+    return sum(program._cache_size() for program in programs)
 
 
 def test_float64_fit_does_not_leave_x64_enabled():
@@ -262,12 +264,16 @@ def _kink_problem():
     X = np.stack([p, np.linspace(-1, 1, p.size)], axis=1)
     theta = np.array([[1.0, -1.0], [0.0, 0.0], [0.0, 0.0]])
     residual_targets = p - 0.5 * s
-    return X, theta, {
-        "signed": np.stack([s, s], axis=1),
-        "residual": np.stack([residual_targets, -residual_targets], axis=1),
-        "logistic": np.stack([(s > 0), (s < 0)], axis=1).astype(np.float64),
-        "multinomial": np.where(s > 0, 1.0, 0.0)[:, None],
-    }
+    return (
+        X,
+        theta,
+        {
+            "signed": np.stack([s, s], axis=1),
+            "residual": np.stack([residual_targets, -residual_targets], axis=1),
+            "logistic": np.stack([(s > 0), (s < 0)], axis=1).astype(np.float64),
+            "multinomial": np.where(s > 0, 1.0, 0.0)[:, None],
+        },
+    )
 
 
 _KINK_LOSSES = {
@@ -376,9 +382,7 @@ def test_blocked_full_batch_matches_numpy():
     np.testing.assert_allclose(res.loss_history, ref.loss_history, rtol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "batch_size, k, weighted", [(None, 1, False), (7, 1, False), (7, 3, True)]
-)
+@pytest.mark.parametrize("batch_size, k, weighted", [(None, 1, False), (7, 1, False), (7, 3, True)])
 def test_portable_program_matches_cpu_program(batch_size, k, weighted):
     """The program used off the CPU (one kernel per operation, no row blocks) agrees."""
     X, Y = _data(n=5000, d=8, seed=5, k=k)
@@ -439,25 +443,37 @@ def test_persistent_compilation_cache(tmp_path, user_configured):
         assert not ours.exists()
 
 
-def test_large_batches_fall_back_when_xla_refuses_the_single_kernel(monkeypatch):
-    """XLA:CPU (jaxlib 0.10) cannot emit a 4096-sample batch as one kernel: still correct."""
-    monkeypatch.setattr(jax_backend, "_SINGLE_KERNEL_MAX_BATCH", 10**9)
+@pytest.mark.parametrize("loss", ["squared", "multinomial"])
+def test_multi_output_mini_batches_run_as_a_single_kernel(monkeypatch, loss):
+    """Products of K > 1 outputs, which XLA:CPU would give YNNPACK, fit in the one kernel."""
     monkeypatch.setattr(jax_backend, "_single_kernel_refused", set())
-    X, y = _data(n=4096 + 100, d=3, seed=6)
-    kw = dict(optimizer="adam", batch_size=4096, epochs=2, seed=0)
+    X, Y = _data(n=40, seed=7, k=3)
+    y = np.argmax(Y, axis=1) if loss == "multinomial" else Y
+    compiled = jax_backend._single_kernel_program._cache_size()
+    kw = dict(loss=loss, optimizer="adam", batch_size=8, epochs=2, seed=0)
     res = fastgd.fit(X, y, backend="jax", **kw)
+    assert jax_backend._single_kernel_program._cache_size() == compiled + 1
+    assert not jax_backend._single_kernel_refused
     ref = fastgd.fit(X, y, backend="numpy", **kw)
     np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
 
 
-def test_a_refused_single_kernel_is_not_retried(monkeypatch):
+@pytest.mark.parametrize(
+    "message",
+    [
+        "UNIMPLEMENTED: Fusion kind not implemented on CPU",
+        "INVALID_ARGUMENT: No such compile option: 'xla_cpu_experimental_ynn_fusion_type'",
+    ],
+    ids=["unsupported-fusion", "unknown-option"],
+)
+def test_a_refused_single_kernel_is_not_retried(monkeypatch, message):
     program = jax_backend._epochs_program
     attempts = []
 
     def refusing(*args, single_cpu_kernel, **static):
         attempts.append(single_cpu_kernel)
         if single_cpu_kernel:
-            raise jax.errors.JaxRuntimeError("UNIMPLEMENTED: Fusion kind not implemented on CPU")
+            raise jax.errors.JaxRuntimeError(message)
         return program(*args, single_cpu_kernel=False, **static)
 
     monkeypatch.setattr(jax_backend, "_epochs_program", refusing)

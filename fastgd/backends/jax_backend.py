@@ -220,7 +220,11 @@ def _device_of(a: object) -> jax.Device:
 
 
 class _ModelStatic(NamedTuple):
-    """What the compiled program of a model depends on (hashable, compared by value)."""
+    """What the compiled program of a model depends on (hashable, compared by value).
+
+    Whether the samples are weighted is static too, but travels as the structure of the
+    :class:`Data` argument (a weight of None is an empty subtree).
+    """
 
     loss_code: int
     fit_intercept: bool
@@ -228,8 +232,6 @@ class _ModelStatic(NamedTuple):
     #: penalty out (a measurable saving per step for small batches). The strengths
     #: themselves stay traced, so all penalised fits share one program.
     penalized: bool
-    # Whether samples are weighted is static too, as the structure of the Data argument
-    # (a weight of None is an empty subtree).
 
 
 def _model_static(model: LoweredModel) -> _ModelStatic:
@@ -641,25 +643,43 @@ def _epochs(
 
 _epochs_call = jax.jit(_epochs, static_argnames=_EPOCHS_STATIC)
 
+#: XLA:CPU options of the single-kernel program: no YNNPACK fusions. XLA:CPU hands a
+#: matrix-matrix product (a mini-batch of K > 1 outputs) to YNNPACK as a custom fusion,
+#: which the single-kernel emitter does not support ("Fusion kind not implemented on
+#: CPU"); without it the product is emitted inline like the other operations. Measured
+#: (2 cores, float64, Adam, 3 epochs of 100,000 samples, K = 3): batch 8 and d = 10,
+#: 12 ms against 300 ms for the plain program; batch 64 and d = 100, 124 against 124 ms.
+_SINGLE_KERNEL_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
-@partial(jax.jit, static_argnames=(*_EPOCHS_STATIC, "single_cpu_kernel"))
+
+@partial(jax.jit, static_argnames=_EPOCHS_STATIC)
+def _portable_program(*args, **static):
+    """:func:`_epochs` as one compiled program, each operation its own kernel."""
+    return _epochs(*args, **static)
+
+
+@partial(jax.jit, static_argnames=_EPOCHS_STATIC, compiler_options=_SINGLE_KERNEL_OPTIONS)
+def _single_kernel_program(*args, **static):
+    """:func:`_epochs` as one compiled program whose loop is one native CPU function."""
+    with set_xla_metadata(xla_cpu_small_call="true", inlineable="false"):
+        return _epochs_call(*args, **static)
+
+
 def _epochs_program(*args, single_cpu_kernel: bool, **static):
     """:func:`_epochs` as one compiled program.
 
     With ``single_cpu_kernel`` (set for mini-batches on a CPU device) the whole loop is
     an outlined call that XLA:CPU compiles into a single native function (the call is
     tagged ``xla_cpu_small_call``, and ``inlineable="false"`` keeps XLA from inlining it
-    first). Otherwise XLA:CPU runs every operation of every step as a separately
-    dispatched kernel, whose overhead (some 0.1 µs each) dominates small batches: on
-    this project's benchmarks the single kernel is 2.4x (Adam, batch 64) to 4x
-    (per-sample SGD) faster, with bit-identical results. Should a future XLA ignore the
-    tag, the call is run as an ordinary one: slower, not different. GPU programs are
-    compiled without it.
+    first; see :data:`_SINGLE_KERNEL_OPTIONS` for K > 1). Otherwise XLA:CPU runs every
+    operation of every step as a separately dispatched kernel, whose overhead (some
+    0.1 µs each) dominates small batches: on this project's benchmarks the single kernel
+    is 2.4x (Adam, batch 64) to 4x (per-sample SGD) faster, with bit-identical results.
+    Should a future XLA ignore the tag, the call is run as an ordinary one: slower, not
+    different. GPU programs are compiled without it.
     """
-    if not single_cpu_kernel:
-        return _epochs(*args, **static)
-    with set_xla_metadata(xla_cpu_small_call="true", inlineable="false"):
-        return _epochs_call(*args, **static)
+    program = _single_kernel_program if single_cpu_kernel else _portable_program
+    return program(*args, **static)
 
 
 # ------------------------------------------------------------------ public names
@@ -909,8 +929,8 @@ def run_epochs(
 
 
 #: Largest mini-batch run as a single CPU kernel. Beyond it the dispatch overhead the
-#: single kernel saves is small next to the batch's own work, and XLA:CPU's single-kernel
-#: emitter does not support every fusion it then chooses (seen from 4096 samples on).
+#: single kernel saves is small next to the batch's own work, and the plain program keeps
+#: XLA:CPU's library kernels for the products.
 _SINGLE_KERNEL_MAX_BATCH = 1024
 
 #: Configurations whose single-kernel compilation XLA:CPU refused (run as plain programs).
@@ -930,7 +950,8 @@ def _run_program(args: tuple, static: dict, mini_batch_on_cpu: bool):
         try:
             return _epochs_program(*args, **static, single_cpu_kernel=True)
         except jax.errors.JaxRuntimeError as exc:  # raised by the compiler, before any work
-            if "UNIMPLEMENTED" not in str(exc):
+            message = str(exc)  # an unsupported fusion, or an XLA without the option
+            if "UNIMPLEMENTED" not in message and "No such compile option" not in message:
                 raise
             _single_kernel_refused.add(key)
     return _epochs_program(*args, **static, single_cpu_kernel=False)

@@ -348,17 +348,6 @@ def _prefetch_distance(X) -> int:
     return max(1, _PREFETCH_BYTES // (X.shape[1] * X.itemsize))
 
 
-@njit(**_JIT)
-def _row_at(X, rows, k, ahead) -> int:
-    """The sample at position ``k``: ``rows[k]`` (prefetching the row ``ahead`` positions
-    further), or k itself when ``rows`` is empty."""
-    if rows.shape[0] == 0:
-        return k
-    if k + ahead < rows.shape[0]:
-        _prefetch_row(X, rows[k + ahead])
-    return rows[k]
-
-
 # --------------------------------------------------------------- row blocks
 
 
@@ -408,20 +397,25 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
     """
     d = X.shape[1]
     weighted = weight.shape[0] > 0
+    gathered = rows.shape[0] > 0
     ahead = _prefetch_distance(X)
     loss_sum = 0.0
     dloss_sum = 0.0
     for k in range(lo, hi):
-        i = _row_at(X, rows, k, ahead)
+        if gathered:
+            i = rows[k]
+            if k + ahead < rows.shape[0]:
+                _prefetch_row(X, rows[k + ahead])
+        else:
+            i = k
         x = X[i]
         p = 0.0
         for j in range(d):
             p += np.float64(x[j]) * w64[j]
         loss, dl = _loss_and_dloss(p + b, np.float64(y[i]), loss_code, loss_param)
-        if weighted:
-            s = np.float64(weight[i])
-            loss *= s
-            dl *= s
+        s = np.float64(weight[i]) if weighted else 1.0
+        loss *= s
+        dl *= s
         for j in range(d):
             acc[j] += dl * x[j]
         dloss_sum += dl
@@ -602,10 +596,16 @@ def _accumulate_rows_matrix(
     d = X.shape[1]
     K = p.shape[0]
     weighted = weight.shape[0] > 0
+    gathered = rows.shape[0] > 0
     ahead = _prefetch_distance(X)
     loss_sum = 0.0
     for k in range(lo, hi):
-        i = _row_at(X, rows, k, ahead)
+        if gathered:
+            i = rows[k]
+            if k + ahead < rows.shape[0]:
+                _prefetch_row(X, rows[k + ahead])
+        else:
+            i = k
         x = X[i]
         _predict(x, theta_t, p)
         loss = _row_loss_and_dloss(p, Y[i], loss_code, loss_param)
@@ -1023,10 +1023,9 @@ def _sgd_epochs(
                 for j in range(d):
                     p += np.float64(x[j]) * theta[j]
             loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
-            if weighted:
-                s = np.float64(weight[i])
-                loss *= s
-                dl *= s
+            s = np.float64(weight[i]) if weighted else 1.0
+            loss *= s
+            dl *= s
             g_b = dl if fit_intercept else 0.0
             if plain:
                 # the step, fused with the next sample's dot product (one pass over w)
