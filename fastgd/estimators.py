@@ -29,6 +29,7 @@ Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps on
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
@@ -546,13 +547,13 @@ class GDClassifier(ClassifierMixin, _GDBase):
         """
         scores = self.decision_function(X)
         if scores.ndim == 1:
-            positive = (_sigmoid(scores) if self.loss != "modified_huber"
+            positive = (expit(scores) if self.loss != "modified_huber"
                         else (np.clip(scores, -1, 1) + 1) / 2)
             return np.column_stack([1 - positive, positive])
         if self.loss == "multinomial":
             e = np.exp(scores - scores.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
-        prob = _sigmoid(scores) if self.loss == "log_loss" else (np.clip(scores, -1, 1) + 1) / 2
+        prob = expit(scores) if self.loss == "log_loss" else (np.clip(scores, -1, 1) + 1) / 2
         total = prob.sum(axis=1, keepdims=True)
         zero = total[:, 0] == 0
         prob[zero], total[zero] = 1.0, prob.shape[1]  # no class at all: uniform
@@ -562,10 +563,6 @@ class GDClassifier(ClassifierMixin, _GDBase):
     def predict_log_proba(self, X) -> np.ndarray:
         """The log of :meth:`predict_proba`."""
         return np.log(self.predict_proba(X))
-
-
-def _sigmoid(p: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * p))
 
 
 def _times(weights, factors):

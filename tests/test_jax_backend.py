@@ -235,17 +235,19 @@ def test_unit_weights_give_the_unweighted_numbers_from_another_program():
 
 
 def test_the_unweighted_objective_has_no_weight_arithmetic():
+    """Without weights the traced objective is one multiplication shorter (nothing compiled)."""
     X, Y = _data(k=2)
     model = LoweredModel(LOSS_SQUARED, 0.0, 0.0, 0.0, True)
-    params = jax_backend._split(jax.numpy.zeros((D + 1, 2)))
+    params = jax_backend._split(np.zeros((D + 1, 2)))
     hyper = jax_backend._model_hyper(model)
     static = jax_backend._model_static(model)
 
     def multiplications(weight):
         data = jax_backend.Data(X, Y, weight)
-        jaxpr = jax.make_jaxpr(jax_backend._objective, static_argnums=3)(
-            params, data, hyper, static
-        )
+        with jax.enable_x64(True):
+            jaxpr = jax.make_jaxpr(jax_backend._objective, static_argnums=3)(
+                params, data, hyper, static
+            )
         return sum(eqn.primitive.name == "mul" for eqn in jaxpr.eqns)
 
     assert multiplications(None) == multiplications(np.ones(N)) - 1

@@ -104,6 +104,7 @@ from ..specs import (
     SCHED_COSINE,
     SCHED_EXPONENTIAL,
     SCHED_INVSCALING,
+    SCHED_OPTIMAL,
     LoweredModel,
     LoweredOptimizer,
 )
@@ -504,6 +505,8 @@ def _learning_rate(schedule_code: int, sched: jax.Array, t: jax.Array) -> jax.Ar
     if schedule_code == SCHED_COSINE:
         k = jnp.minimum(t - 1.0, p1)
         return lr0 * ((1.0 - p2) * 0.5 * (1.0 + jnp.cos(jnp.pi * k / p1)) + p2)
+    if schedule_code == SCHED_OPTIMAL:  # lr0 is alpha, p1 is t0
+        return 1.0 / (lr0 * (p1 + t - 1.0))
     raise ValueError(f"unknown schedule code {schedule_code!r}")
 
 

