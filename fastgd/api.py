@@ -185,10 +185,14 @@ def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _chunk_epochs(n: int, epochs: int, per_epoch: bool) -> int:
-    """Epochs handed to the backend per call: 1 when Python must look at every epoch."""
+def _chunk_epochs(n: int, epochs: int, per_epoch: bool, drawn: bool) -> int:
+    """Epochs handed to the backend per call: 1 when Python must look at every epoch, all
+    when no order is drawn (one row serves every epoch), else as many as fit in
+    ``_CHUNK_INDEX_BYTES`` of sample indices."""
     if per_epoch:
         return 1
+    if not drawn:
+        return epochs
     return max(1, min(epochs, _CHUNK_INDEX_BYTES // (8 * n)))
 
 
@@ -427,7 +431,9 @@ def fit(
     data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, device, plan.weight)
     state = kernels.init_state(theta, plan.opt) if plan.state is None else plan.state
     per_epoch = tol is not None or callback is not None or verbose or progress
-    chunk = _chunk_epochs(n, plan.epochs, per_epoch)
+    # a full batch does not depend on the order: nothing is drawn, nothing is built
+    drawn = shuffle and plan.batch_size < n
+    chunk = _chunk_epochs(n, plan.epochs, per_epoch, drawn)
     opt = plan.opt
     first_step = 1 if plan.state is None else plan.state[0] + 1
     first_lr = learning_rate(opt.schedule_code, opt.schedule_params, first_step)
@@ -436,7 +442,7 @@ def fit(
     converged = False
     while len(history) < plan.epochs and not converged:
         n_now = min(chunk, plan.epochs - len(history))
-        orders = epoch_orders(rng, n, n_now, shuffle)
+        orders = epoch_orders(rng, n, n_now, drawn)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             theta, state, losses = kernels.run_epochs(
                 data, theta, state, orders, plan.batch_size, plan.model, opt

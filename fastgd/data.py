@@ -288,9 +288,11 @@ def epoch_orders(rng: np.random.Generator, n: int, n_epochs: int, shuffle: bool)
     Returns
     -------
     ndarray of int64, shape (n_epochs, n)
+        Without shuffling, a read-only view of one row 0..n-1 repeated (stride 0): no
+        (n_epochs, n) array is built.
     """
     if not shuffle:
-        return np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1))
+        return np.broadcast_to(np.arange(n, dtype=np.int64), (n_epochs, n))
     return np.stack([rng.permutation(n).astype(np.int64) for _ in range(n_epochs)])
 
 
