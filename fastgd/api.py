@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .backends import get_backend
 from .data import (
@@ -226,15 +227,6 @@ class _ToleranceRule:
         return True
 
 
-def _progress_line(done: int, total: int, loss: float, start: float) -> str:
-    width = 30
-    filled = int(width * done / total)
-    return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {done}/{total} "
-        f"loss {loss:.6g} {time.perf_counter() - start:.1f}s"
-    )
-
-
 @dataclass(frozen=True)
 class _Plan:
     """Everything :func:`fit` checked, ready to run."""
@@ -398,7 +390,8 @@ def fit(
         Where the jax backend runs (jax's default device when None); the numpy and numba
         backends run on the CPU only.
     verbose, progress : bool
-        Print one line per epoch / show a progress bar on stderr.
+        Print one line per epoch / show a progress bar (tqdm's: on stderr, or a widget in
+        a notebook).
     callback : callable, optional
         ``callback(epoch, loss, coef, intercept)`` after every epoch; returning True stops.
     sample_weight : array-like of shape (n,), optional
@@ -438,6 +431,7 @@ def fit(
     first_step = 1 if plan.state is None else plan.state[0] + 1
     first_lr = learning_rate(opt.schedule_code, opt.schedule_params, first_step)
     rule = _ToleranceRule(tol, n_iter_no_change, plan.adaptive_lr)
+    bar = tqdm(total=plan.epochs, unit="epoch", file=sys.stderr) if progress else None
     history: list[float] = []
     converged = False
     while len(history) < plan.epochs and not converged:
@@ -455,12 +449,11 @@ def fit(
             raise DivergenceError(len(history) + 1, first_lr, np.array(history))
         history.extend(losses.tolist())
         if per_epoch:
-            converged = _after_epoch(history, theta, plan, rule, verbose, progress, callback,
-                                     start)
+            converged = _after_epoch(history, theta, plan, rule, verbose, bar, callback)
             if rule.lr is not None:  # the adaptive rate may have been divided
                 opt = opt._replace(schedule_params=(rule.lr, 0.0, 0.0))
-    if progress:
-        sys.stderr.write("\n")
+    if bar is not None:
+        bar.close()
     coef, intercept = _public_params(theta, plan)
     batches_per_epoch = -(-n // plan.batch_size)
     return FitResult(
@@ -477,14 +470,14 @@ def fit(
     )
 
 
-def _after_epoch(history, theta, plan, rule, verbose, progress, callback, start):
+def _after_epoch(history, theta, plan, rule, verbose, bar, callback):
     """Report one epoch and apply the stopping rules; True means stop."""
     epoch, loss = len(history), history[-1]
     if verbose:
         print(f"epoch {epoch}: loss {loss:.10g}")
-    if progress:
-        sys.stderr.write(_progress_line(epoch, plan.epochs, loss, start))
-        sys.stderr.flush()
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+        bar.update(1)
     if callback is not None and callback(epoch, loss, *_public_params(theta, plan)):
         return True
     return rule.stop_after(loss)

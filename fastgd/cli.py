@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--dtype", choices=(*DTYPES, "both"), default="both",
                      help="floating-point type (default both)")
     cmp.add_argument("--repeat", type=_positive_int, metavar="K",
-                     help="timed fits per cell, median reported (default 5, quick 3)")
+                     help="at most K timed fits per cell, median reported; a cell stops "
+                     "earlier once stable or out of its time budget (default 30, quick 20)")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     cmp.set_defaults(subparser=cmp)
     sub.add_parser("info", help="versions, devices, threads, caches, float64 support")

@@ -22,12 +22,12 @@ import datetime
 import json
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import __version__
 from .api import fit
@@ -108,7 +108,12 @@ class CompareConfig:
     repeat : int
         At most this many timed fits per cell (the median is reported) …
     budget_s : float
-        … stopping early once the timed fits of a cell took this long (at least one).
+        … stopping early once the timed fits of a cell took this long (at least one) …
+    min_runs : int
+        … or once a cell has at least this many fits and its spread (interquartile range
+        over median) is at most ``stable_spread``.
+    stable_spread : float
+        The spread below which a cell's figure counts as stable.
     bandwidth_bytes, bandwidth_repeat : int
         Size of the array and number of passes of the bandwidth measurement.
     quick : bool
@@ -119,8 +124,10 @@ class CompareConfig:
     sizes: tuple[tuple[int, int], ...] = tuple((n, DEFAULT_FEATURES) for n in DEFAULT_SIZES)
     dtypes: tuple[str, ...] = DTYPES
     backends: tuple[str, ...] = ()
-    repeat: int = 5
-    budget_s: float = 2.0
+    repeat: int = 30
+    budget_s: float = 3.0
+    min_runs: int = 5
+    stable_spread: float = 0.05
     bandwidth_bytes: int = 256 * 2**20
     bandwidth_repeat: int = 5
     quick: bool = False
@@ -130,8 +137,8 @@ class CompareConfig:
         """The ``--quick`` settings (about 20 s on two cores), with ``overrides`` applied."""
         base = cls(
             sizes=tuple((n, DEFAULT_FEATURES) for n in QUICK_SIZES),
-            repeat=3,
-            budget_s=0.5,
+            repeat=20,
+            budget_s=0.6,
             bandwidth_bytes=128 * 2**20,
             bandwidth_repeat=3,
             quick=True,
@@ -174,84 +181,102 @@ def _theta(result) -> np.ndarray:
     return np.append(result.coef.astype(np.float64), result.intercept)
 
 
-def _time_cell(
-    problem: Problem, X: np.ndarray, y: np.ndarray, backend: str, device: str, cfg: CompareConfig
-) -> dict:
-    """Warm up (when the backend compiles), then time up to ``cfg.repeat`` fits."""
-    first_call_s = None
-    if backend != "numpy":
-        first_call_s = _fit(problem, X, y, backend, device).fit_time
-    times: list[float] = []
-    result = None
-    while len(times) < cfg.repeat and (not times or sum(times) < cfg.budget_s):
-        result = _fit(problem, X, y, backend, device)
-        times.append(result.fit_time)
-    median = float(np.median(times))
-    n, d = X.shape
-    per_epoch = median / problem.epochs
-    bytes_per_epoch = n * (d + 1) * X.dtype.itemsize
+#: A cell whose interquartile range exceeds this fraction of its median is marked unstable.
+UNSTABLE_SPREAD = 0.2
+
+
+def _summary(times: list[float], epochs: int) -> dict:
+    """Order statistics of a cell's fit times, per epoch: min, quartiles, median, spread."""
+    q1, median, q3 = (float(v) / epochs for v in np.percentile(times, [25, 50, 75]))
+    spread = (q3 - q1) / median if median > 0 else 0.0
     return {
-        "times_s": times,
+        "times_s": list(times),
         "runs": len(times),
-        "time_per_epoch_s": per_epoch,
-        "samples_per_s": n / per_epoch,
-        "bytes_per_epoch": bytes_per_epoch,
-        "effective_gbs": bytes_per_epoch / per_epoch / 1e9,
-        "first_call_s": first_call_s,
-        "compile_s": None if first_call_s is None else max(0.0, first_call_s - median),
-        "final_loss": float(result.loss_history[-1]),
-        "theta": _theta(result),
+        "time_per_epoch_s": median,
+        "min_per_epoch_s": min(times) / epochs,
+        "q1_per_epoch_s": q1,
+        "q3_per_epoch_s": q3,
+        "spread": spread,
+        "unstable": spread > UNSTABLE_SPREAD,
     }
 
 
-class _Progress:
-    """A one-line progress bar on stderr (one line per step when stderr is not a terminal)."""
+def _settled(times: list[float], cfg: CompareConfig, epochs: int) -> bool:
+    """Whether a cell needs no more fits: enough stable runs, the cap, or its budget."""
+    if len(times) >= cfg.repeat or sum(times) >= cfg.budget_s:
+        return True
+    if len(times) < min(cfg.min_runs, cfg.repeat):
+        return False
+    return _summary(times, epochs)["spread"] <= cfg.stable_spread
 
-    def __init__(self, total: int, stream=None):
-        self.total, self.done = total, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def step(self, label: str) -> None:
-        self.done += 1
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-            f"{time.perf_counter() - self.start:5.1f}s {label}"
-        )
-        if self.tty:
-            self.stream.write("\r" + line.ljust(100)[:100])
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+class _Cell:
+    """One backend/device on one problem and data set: its warm-up, fits and figures."""
 
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+    def __init__(self, problem: Problem, X, y, backend: str, device: str):
+        self.problem, self.X, self.y = problem, X, y
+        self.backend, self.device = backend, device
+        self.times: list[float] = []
+        self.first_call_s: float | None = None
+        self.result = None
+        self.error: str | None = None
+
+    def run(self) -> None:
+        """One fit (a failure is recorded, not raised: it must not hide the others)."""
+        try:
+            result = _fit(self.problem, self.X, self.y, self.backend, self.device)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
+        if self.first_call_s is None and self.backend != "numpy":  # the warm-up compiles
+            self.first_call_s = result.fit_time
+            return
+        self.times.append(result.fit_time)
+        self.result = result
+
+    def row(self) -> dict:
+        n, d = self.X.shape
+        row = {"problem": self.problem.name, "n": n, "d": d, "dtype": str(self.X.dtype),
+               "backend": self.backend, "device": self.device, "epochs": self.problem.epochs}
+        if self.error is not None:
+            return {**row, "error": self.error}
+        row.update(_summary(self.times, self.problem.epochs))
+        per_epoch = row["time_per_epoch_s"]
+        bytes_per_epoch = n * (d + 1) * self.X.dtype.itemsize
+        median_fit = per_epoch * self.problem.epochs
+        row.update({
+            "samples_per_s": n / per_epoch,
+            "bytes_per_epoch": bytes_per_epoch,
+            "effective_gbs": bytes_per_epoch / per_epoch / 1e9,
+            "first_call_s": self.first_call_s,
+            "compile_s": None if self.first_call_s is None
+            else max(0.0, self.first_call_s - median_fit),
+            "final_loss": float(self.result.loss_history[-1]),
+            "theta": _theta(self.result),
+        })
+        return row
+
+
+def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
+    """Warm every cell up, then fit them in rounds, one fit each per round, until each is
+    settled: the runners share the machine's noisy moments alike. The order rotates from
+    round to round so that no runner always follows the same one."""
+    for cell in cells:
+        if cell.backend != "numpy":
+            cell.run()
+    active = [c for c in cells if c.error is None]
+    rounds = 0
+    while active:
+        shift = rounds % len(active)
+        for cell in active[shift:] + active[:shift]:
+            cell.run()
+        active = [c for c in active
+                  if c.error is None and not _settled(c.times, cfg, c.problem.epochs)]
+        rounds += 1
 
 
 def _data_cells(cfg: CompareConfig) -> list[tuple[tuple[int, int], str]]:
     return [(size, dtype) for size in cfg.sizes for dtype in cfg.dtypes]
-
-
-def _run_target(
-    problem: Problem, X: np.ndarray, y: np.ndarray, backend: str, device: str,
-    cfg: CompareConfig, bar: _Progress | None,
-) -> dict:
-    """One row of the report: ``problem`` timed on ``backend``/``device`` (or its error)."""
-    n, d = X.shape
-    row = {"problem": problem.name, "n": n, "d": d, "dtype": str(X.dtype),
-           "backend": backend, "device": device, "epochs": problem.epochs}
-    try:
-        row.update(_time_cell(problem, X, y, backend, device, cfg))
-    except Exception as exc:  # one failing backend must not hide the others
-        row["error"] = f"{type(exc).__name__}: {exc}"
-    if bar:
-        bar.step(f"{problem.name} {n}x{d} {X.dtype} {backend}/{device}")
-    return row
 
 
 def run_compare(cfg: CompareConfig, progress: bool = True, stream=None) -> dict:
@@ -272,25 +297,28 @@ def run_compare(cfg: CompareConfig, progress: bool = True, stream=None) -> dict:
     """
     backends = tuple(cfg.backends) or tuple(available_backends())
     targets = _device_targets(backends)
-    n_runs = len(_data_cells(cfg)) * len(cfg.problems) * len(targets)
-    bar = _Progress(n_runs + 1, stream) if progress else None
+    n_cells = len(_data_cells(cfg)) * len(cfg.problems)
+    bar = tqdm(total=n_cells + 1, unit="cell", file=stream or sys.stderr, disable=not progress)
     bandwidth = measure_bandwidth(cfg.bandwidth_bytes, cfg.bandwidth_repeat)
-    if bar:
-        bar.step(f"memory bandwidth {bandwidth['bandwidth_gbs']:.1f} GB/s")
+    bar.set_postfix_str(f"memory bandwidth {bandwidth['bandwidth_gbs']:.1f} GB/s")
+    bar.update(1)
     rows = []
     ordered = sorted(targets, key=lambda t: t[0] != "numpy")
     for (n, d), dtype in _data_cells(cfg):
         X, y, _ = make_regression(n, d, dtype=np.dtype(dtype), seed=0)
         for problem_name in cfg.problems:
             problem = PROBLEMS[problem_name]
-            cell_rows = [_run_target(problem, X, y, b, dev, cfg, bar) for b, dev in ordered]
+            bar.set_postfix_str(f"{problem_name} {n}x{d} {dtype}")
+            cells = [_Cell(problem, X, y, b, dev) for b, dev in ordered]
+            _time_interleaved(cells, cfg)
+            cell_rows = [cell.row() for cell in cells]
             reference = next((r.get("theta") for r in cell_rows if r["backend"] == "numpy"), None)
             if reference is None and "numpy" not in backends:
                 reference = _theta(_fit(problem, X, y, "numpy", "cpu"))
             _add_parity(cell_rows, reference, bandwidth["bandwidth_gbs"])
             rows.extend(cell_rows)
-    if bar:
-        bar.close()
+            bar.update(1)
+    bar.close()
     return {
         "fastgd_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -325,6 +353,8 @@ def _settings(cfg: CompareConfig, backends, targets) -> dict:
         "targets": [f"{b}/{dev}" for b, dev in targets],
         "repeat": cfg.repeat,
         "budget_s": cfg.budget_s,
+        "min_runs": cfg.min_runs,
+        "stable_spread": cfg.stable_spread,
         "problems": {
             name: {
                 "label": PROBLEMS[name].label,
@@ -336,7 +366,11 @@ def _settings(cfg: CompareConfig, backends, targets) -> dict:
             }
             for name in cfg.problems
         },
-        "timing": "median of FitResult.fit_time over the timed fits, divided by epochs",
+        "timing": "median of FitResult.fit_time over the timed fits, divided by epochs; the "
+        "backends of a cell are warmed up, then fitted in interleaved rounds (rotating "
+        "order) until each has min_runs fits with spread (IQR / median) <= stable_spread, "
+        "repeat fits, or budget_s seconds of fits; a spread above "
+        f"{UNSTABLE_SPREAD} marks the figure unstable",
         "effective_gbs": "n*(d+1)*itemsize bytes per epoch / time per epoch, 1 GB = 1e9 B",
         "final_loss": "last entry of FitResult.loss_history (mean batch objective of the "
         "last epoch, each batch evaluated before its update)",
@@ -376,7 +410,10 @@ _COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("dtype", lambda r: r["dtype"]),
     ("backend", lambda r: r["backend"]),
     ("device", lambda r: r["device"]),
-    ("time/epoch", lambda r: _fmt_time(r["time_per_epoch_s"])),
+    ("time/epoch", lambda r: _fmt_time(r["time_per_epoch_s"]) + (" ~" if r["unstable"] else "")),
+    ("min", lambda r: _fmt_time(r["min_per_epoch_s"])),
+    ("spread", lambda r: f"{100 * r['spread']:.0f}%"),
+    ("runs", lambda r: str(r["runs"])),
     ("samples/s", lambda r: _fmt_count(r["samples_per_s"])),
     ("GB/s", lambda r: f"{r['effective_gbs']:.3g}"),
     ("% bw", lambda r: _fmt_percent(r["pct_bandwidth"])),
@@ -429,7 +466,8 @@ def _json_default(value: object) -> object:
 def save_plot(report: dict, path: Path) -> None:
     """Plot effective GB/s against the size of X, one panel per problem and dtype.
 
-    One line per backend/device; the measured memory bandwidth is drawn as a dashed line.
+    One line per backend/device through the medians, with interquartile-range error bars
+    (unstable cells hollow); the measured memory bandwidth is drawn as a dashed line.
 
     Raises
     ------
@@ -456,15 +494,13 @@ def save_plot(report: dict, path: Path) -> None:
         for j, problem in enumerate(problems):
             ax = axes[i][j]
             for k, target in enumerate(targets):
-                pts = sorted(
-                    (r["bytes_per_epoch"] / 1e6, r["effective_gbs"])
-                    for r in rows
-                    if r["problem"] == problem and r["dtype"] == dtype
-                    and f"{r['backend']}/{r['device']}" == target
+                cells = sorted(
+                    (r for r in rows if r["problem"] == problem and r["dtype"] == dtype
+                     and f"{r['backend']}/{r['device']}" == target),
+                    key=lambda r: r["bytes_per_epoch"],
                 )
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, marker="o", color=colors[k % len(colors)], label=target)
+                if cells:
+                    _plot_target(ax, cells, colors[k % len(colors)], target)
             ax.axhline(bandwidth, color="black", linestyle="--", linewidth=1,
                        label=f"measured bandwidth {bandwidth:.1f} GB/s")
             ax.set_xscale("log")
@@ -491,6 +527,21 @@ def save_plot(report: dict, path: Path) -> None:
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_target(ax, cells: list[dict], color: str, label: str) -> None:
+    """Median GB/s against size, the interquartile range as error bars; unstable cells
+    (spread above ``UNSTABLE_SPREAD``) as hollow markers."""
+    xs = np.array([r["bytes_per_epoch"] / 1e6 for r in cells])
+    ys = np.array([r["effective_gbs"] for r in cells])
+    low = np.array([r["bytes_per_epoch"] / r["q3_per_epoch_s"] / 1e9 for r in cells])
+    high = np.array([r["bytes_per_epoch"] / r["q1_per_epoch_s"] / 1e9 for r in cells])
+    ax.errorbar(xs, ys, yerr=[ys - low, high - ys], color=color, marker="o", capsize=3,
+                label=label)
+    unstable = np.array([r["unstable"] for r in cells])
+    if unstable.any():
+        ax.plot(xs[unstable], ys[unstable], linestyle="none", marker="o", markersize=9,
+                markerfacecolor="white", color=color)
 
 
 def figure_summary(report: dict) -> str:
