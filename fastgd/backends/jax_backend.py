@@ -15,20 +15,22 @@ Design notes
 ------------
 * **One definition of the mathematics.** Each loss and the penalty are written once in
   jnp (:func:`_sample_losses`, :func:`_penalty`); every gradient comes from
-  ``jax.value_and_grad`` (of :func:`_objective`, or of its loss sum and penalty term
-  when a large full batch is taken in row blocks). The formulas are written so that
-  their jax derivative is the subgradient the other backends use at the kinks: the l1
-  term is ``w · sign(w)`` (derivative 0 at ``w = 0``, where ``jnp.abs`` would give 1),
-  and the piecewise losses pick their branch with ``jnp.where`` on the same strict or
-  non-strict comparison as numpy's derivative (``jnp.maximum`` would split the gradient
-  at a tie: the hinge at a margin of exactly 1 must give -s, scikit-learn's choice). The
-  intercepts enter through ``stop_gradient`` when they are not fitted, so their
-  gradient is exactly 0.
+  ``jax.value_and_grad`` of the batch's (weighted) loss sum, divided by the batch size
+  afterwards as numpy does, and of the penalty (:func:`_batch_loss_grad`). The formulas
+  are written so that their jax derivative is the subgradient the other backends use
+  at the kinks: the l1 term is ``w · sign(w)`` (derivative 0 at ``w = 0``, where
+  ``jnp.abs`` would give 1), and the piecewise losses pick their branch with
+  ``jnp.where`` on the same strict or non-strict comparison as numpy's derivative
+  (``jnp.maximum`` would split the gradient at a tie: the hinge at a margin of exactly
+  1 must give -s, scikit-learn's choice). The intercepts enter through
+  ``stop_gradient`` when they are not fitted, so their gradient is exactly 0.
 * **K outputs and sample weights.** The K outputs are the K columns of one (d, K) weight
   matrix; the per-sample loss is summed over them (or is the softmax cross-entropy of
   the row, for ``multinomial``). A batch objective is ``(1/m)·Σ_i weight_i·loss_i +
   penalty``; without weights :class:`Data` carries None, an empty subtree, so the
   unweighted program is a different compiled program with no multiplication at all.
+  As the weights are the only factor of the differentiated sum, unit weights give bit
+  for bit the numbers of no weights.
 * **Static configuration is small.** A compiled program depends on the int codes (loss,
   optimizer, schedule), ``fit_intercept``, ``batch_size``, the array shapes (K among
   them), whether there are weights, the dtype and two booleans that let the program
@@ -53,7 +55,7 @@ Design notes
 * **CPU specifics.** On a CPU, the mini-batch loop is compiled by XLA into one native
   function instead of one dispatched kernel per operation per step (see
   :func:`_epochs_program`), and a large full batch is evaluated in row blocks that stay
-  in cache between the forward and the backward product (:func:`_blocked_loss_grad`).
+  in cache between the forward and the backward product (:func:`_blocked_loss_sum_grad`).
   Other platforms get the plain program. Host arrays handed to a CPU device are
   64-byte aligned first (:func:`_cpu_aligned`), so jax uses them in place instead of
   making its own, slower copy.
@@ -407,28 +409,6 @@ def _penalty_term(W: jax.Array, model_hyper: jax.Array) -> tuple[jax.Array, jax.
     return penalty, report
 
 
-def _objective(
-    params: Params, data: Data, model_hyper: jax.Array, static: _ModelStatic
-) -> tuple[jax.Array, jax.Array]:
-    """Batch objective (mean weighted loss + penalty) in the data's dtype, and its report.
-
-    Returns
-    -------
-    objective : 0-d array, dtype of ``W``
-        What is differentiated.
-    report : 0-d float64 array
-        The same quantity with the mean and the penalty summed in float64, as the numpy
-        backend reports it (for float64 data, the objective itself).
-    """
-    m = data.X.shape[0]
-    total, total64 = _loss_sum(params, data, model_hyper, static)
-    if not static.penalized:
-        return total / m, total64 / m
-    penalty, penalty64 = _penalty_term(params[0], model_hyper)
-    return total / m + penalty, total64 / m + penalty64
-
-
-_value_and_grad = jax.value_and_grad(_objective, has_aux=True)
 _loss_sum_value_and_grad = jax.value_and_grad(_loss_sum, has_aux=True)
 _penalty_value_and_grad = jax.value_and_grad(_penalty_term, has_aux=True)
 
@@ -449,14 +429,58 @@ def _block_rows(n: int, d: int, itemsize: int, on_cpu: bool) -> int:
     return rows if on_cpu and n >= 4 * rows else n
 
 
-def _blocked_loss_grad(params, data, model_hyper, static, block_rows):
-    """:func:`_batch_loss_grad` one row block at a time: X is read from memory once.
+def _batch_loss_grad(params, data, model_hyper, static, block_rows=None):
+    """Batch objective (mean weighted loss + penalty) and its gradient.
 
-    ``jax.value_and_grad`` of the loss sum is taken block by block (forward and backward
-    pass on a block while it is in cache), the sums are added up and divided by n, and
-    the penalty's value and gradient are added once. Mathematically the same as
-    differentiating :func:`_objective` on all rows; only the order of the additions
-    differs.
+    The gradient is ``jax.value_and_grad`` of the loss sum (:func:`_loss_sum`), divided
+    by the batch size afterwards as numpy divides ``Xᵀ·dloss``, plus that of the penalty
+    (:func:`_penalty_term`). Dividing after differentiating keeps the samples' weights
+    the only factor of the sum: multiplying by a weight of 1 is exact, so unit weights
+    give bit for bit the numbers of no weights (a constant 1/m folded into each sample's
+    derivative would be rounded differently in the two programs).
+
+    Parameters
+    ----------
+    params : (W, b)
+        See :func:`_split`.
+    data : Data
+        The batch, m rows.
+    model_hyper : array, shape (3,)
+        Epsilon and the penalty strengths (float64).
+    static : _ModelStatic
+        Loss code, whether the intercept is trained, whether there is a penalty.
+    block_rows : int, optional
+        Fewer than m rows: the loss sum is taken block by block (large full batches on a
+        CPU, see :func:`_block_rows`).
+
+    Returns
+    -------
+    report : 0-d float64 array
+        The objective, with the mean and the penalty summed in float64 as the numpy
+        backend reports it.
+    grad : (W, b) pair
+        Its gradient, in the parameters' dtype.
+    """
+    m = data.X.shape[0]
+    if block_rows is not None and block_rows < m:
+        total64, grad = _blocked_loss_sum_grad(params, data, model_hyper, static, block_rows)
+    else:
+        (_, total64), grad = _loss_sum_value_and_grad(params, data, model_hyper, static)
+    if m != 1:
+        grad = jax.tree.map(lambda g: g / m, grad)
+    if not static.penalized:
+        return total64 / m, grad
+    (_, penalty64), penalty_grad = _penalty_value_and_grad(params[0], model_hyper)
+    return total64 / m + penalty64, (grad[0] + penalty_grad, grad[1])
+
+
+def _blocked_loss_sum_grad(params, data, model_hyper, static, block_rows):
+    """The loss sum (float64) and its gradient, one row block at a time.
+
+    ``jax.value_and_grad`` of :func:`_loss_sum` is taken block by block (forward and
+    backward pass on a block while it is in cache, so ``X`` is read from memory once)
+    and the blocks' sums are added up: the same as on all rows at once; only the order
+    of the additions differs.
     """
     n = data.X.shape[0]
     n_blocks, rest = divmod(n, block_rows)
@@ -464,32 +488,13 @@ def _blocked_loss_grad(params, data, model_hyper, static, block_rows):
     def block(start, rows, acc):
         rows_of = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, rows), data)
         (_, total64), grad = _loss_sum_value_and_grad(params, rows_of, model_hyper, static)
-        return acc[0] + total64, _tree_add(acc[1], grad)
+        return acc[0] + total64, jax.tree.map(jnp.add, acc[1], grad)
 
     acc = (jnp.zeros((), jnp.float64), jax.tree.map(jnp.zeros_like, params))
     acc = lax.fori_loop(0, n_blocks, lambda i, acc: block(i * block_rows, block_rows, acc), acc)
     if rest:
         acc = block(n_blocks * block_rows, rest, acc)
-    grad_W, grad_b = acc[1][0] / n, acc[1][1] / n
-    if not static.penalized:
-        return acc[0] / n, (grad_W, grad_b)
-    (_, penalty64), penalty_grad = _penalty_value_and_grad(params[0], model_hyper)
-    return acc[0] / n + penalty64, (grad_W + penalty_grad, grad_b)
-
-
-def _tree_add(a, b):
-    return jax.tree.map(jnp.add, a, b)
-
-
-def _batch_loss_grad(params, data, model_hyper, static, block_rows=None):
-    """(float64 report, gradient as a (W, b) pair) for one batch.
-
-    ``block_rows`` < m selects the blocked evaluation (large full batches on a CPU).
-    """
-    if block_rows is not None and block_rows < data.X.shape[0]:
-        return _blocked_loss_grad(params, data, model_hyper, static, block_rows)
-    (_, report), grad = _value_and_grad(params, data, model_hyper, static)
-    return report, grad
+    return acc
 
 
 def _learning_rate(schedule_code: int, sched: jax.Array, t: jax.Array) -> jax.Array:
@@ -604,7 +609,7 @@ def _epochs(
     """Run ``n_epochs`` (traced, <= orders.shape[0]) epochs; see :func:`run_epochs`.
 
     ``block_rows`` < n evaluates a full batch block by block (see
-    :func:`_blocked_loss_grad`).
+    :func:`_blocked_loss_sum_grad`).
     """
     n = data.X.shape[0]
     one = _one_column(theta, static)
