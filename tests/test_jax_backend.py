@@ -68,7 +68,7 @@ def test_float64_fit_does_not_leave_x64_enabled():
 def test_float64_is_not_downcast():
     """Inside the backend float64 stays float64 even when x64 is off outside it."""
     X, y = _data(np.float64)
-    data, theta = _prepare(jax_backend, X, y, np.zeros(D + 1), np.ones(N))
+    data, theta = _prepare(jax_backend, X, y, np.zeros(D + 1), _weights(N))
     assert isinstance(data, jax_backend.Data)
     assert data.X.dtype == data.Y.dtype == data.weight.dtype == theta.dtype == np.float64
     assert data.Y.shape == (N, 1) and theta.shape == (D + 1, 1)
@@ -159,7 +159,7 @@ def test_device_cpu_and_bad_devices():
         res = fastgd.fit(X, y, backend="jax", device=device, epochs=3)
         ref = fastgd.fit(X, y, backend="numpy", epochs=3)
         np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
-    data, theta = _prepare(jax_backend, X, y, np.zeros(D + 1), np.ones(N), cpu)
+    data, theta = _prepare(jax_backend, X, y, np.zeros(D + 1), _weights(N), cpu)
     assert all(a.devices() == {cpu} for a in (*data, theta))
     with pytest.raises(ValueError, match="tpu"):
         fastgd.fit(X, y, backend="jax", device="tpu")
@@ -217,21 +217,34 @@ def test_short_last_batch_does_not_retrace_per_epoch():
     assert res.n_updates == 6 * 8
 
 
-def test_unit_weights_give_the_unweighted_numbers_from_another_program():
-    """Weighted or not is static: two programs, the same numbers for unit weights."""
+def test_unit_weights_are_dropped_and_give_the_unweighted_numbers():
+    """Weights of 1 are no weights: prepare drops them, the unweighted program runs."""
     X, Y = _data(n=31, k=2)
+    data, _ = jax_backend.prepare(X, Y, np.zeros((D + 1, 2)), None, np.ones(31))
+    assert data.weight is None
     kw = dict(backend="jax", loss="huber", optimizer="adam", batch_size=6, epochs=3, seed=1)
     plain = fastgd.fit(X, Y, **kw)
     compiled = _epochs_cache_size()
-    unit = fastgd.fit(X, Y, sample_weight=np.ones(31), **kw)
-    assert _epochs_cache_size() == compiled + 1
+    unit = fastgd.fit(X, Y, sample_weight=np.full(31, 2.5), **kw)  # rescaled to mean 1
+    assert _epochs_cache_size() == compiled
     np.testing.assert_array_equal(unit.coef, plain.coef)
     np.testing.assert_array_equal(unit.loss_history, plain.loss_history)
-    weighted = fastgd.fit(X, Y, sample_weight=_weights(31), **kw)
-    assert _epochs_cache_size() == compiled + 1  # the weights' values are traced
-    ref = fastgd.fit(X, Y, sample_weight=_weights(31), **{**kw, "backend": "numpy"})
-    np.testing.assert_allclose(weighted.coef, ref.coef, rtol=1e-12)
-    assert not np.allclose(weighted.coef, plain.coef, rtol=1e-3)
+
+
+def test_weighted_programs_are_reused_across_weights():
+    """Weighted or not is static (another program); the weights' values are traced."""
+    X, Y = _data(n=31, k=2)
+    kw = dict(loss="huber", optimizer="adam", batch_size=6, epochs=3, seed=1)
+    plain = fastgd.fit(X, Y, backend="jax", **kw)
+    compiled = _epochs_cache_size()
+    for seed in (1, 2):
+        weight = _weights(31, seed)
+        res = fastgd.fit(X, Y, backend="jax", sample_weight=weight, **kw)
+        assert _epochs_cache_size() == compiled + 1
+        ref = fastgd.fit(X, Y, backend="numpy", sample_weight=weight, **kw)
+        np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+        np.testing.assert_allclose(res.loss_history, ref.loss_history, rtol=1e-12)
+        assert not np.allclose(res.coef, plain.coef, rtol=1e-3)
 
 
 def test_the_unweighted_objective_has_no_weight_arithmetic():
@@ -487,5 +500,5 @@ def test_a_refused_single_kernel_is_not_retried(monkeypatch, message):
     ref = fastgd.fit(X, y, backend="numpy", batch_size=8, epochs=2, seed=0)
     np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
     # Weighted data are another configuration: tried as a single kernel once more.
-    fastgd.fit(X, y, backend="jax", batch_size=8, epochs=2, seed=0, sample_weight=np.ones(40))
+    fastgd.fit(X, y, backend="jax", batch_size=8, epochs=2, seed=0, sample_weight=_weights(40))
     assert attempts == [True, False, False, True, False]

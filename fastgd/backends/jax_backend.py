@@ -29,8 +29,8 @@ Design notes
   the row, for ``multinomial``). A batch objective is ``(1/m)·Σ_i weight_i·loss_i +
   penalty``; without weights :class:`Data` carries None, an empty subtree, so the
   unweighted program is a different compiled program with no multiplication at all.
-  As the weights are the only factor of the differentiated sum, unit weights give bit
-  for bit the numbers of no weights.
+  Weights that are all 1 are dropped by :func:`prepare`, so that they give bit for bit
+  the numbers of no weights.
 * **Static configuration is small.** A compiled program depends on the int codes (loss,
   optimizer, schedule), ``fit_intercept``, ``batch_size``, the array shapes (K among
   them), whether there are weights, the dtype and two booleans that let the program
@@ -435,9 +435,9 @@ def _batch_loss_grad(params, data, model_hyper, static, block_rows=None):
     The gradient is ``jax.value_and_grad`` of the loss sum (:func:`_loss_sum`), divided
     by the batch size afterwards as numpy divides ``Xᵀ·dloss``, plus that of the penalty
     (:func:`_penalty_term`). Dividing after differentiating keeps the samples' weights
-    the only factor of the sum: multiplying by a weight of 1 is exact, so unit weights
-    give bit for bit the numbers of no weights (a constant 1/m folded into each sample's
-    derivative would be rounded differently in the two programs).
+    the only factor of the sum, so that a weight of 1 changes no rounding of
+    :func:`loss_grad` (a constant 1/m folded into each sample's derivative was rounded
+    differently with and without weights).
 
     Parameters
     ----------
@@ -718,7 +718,10 @@ def prepare(
     Returns
     -------
     data : Data
-        ``Data(X, Y, sample_weight)``: the same values and dtype, on the device.
+        ``Data(X, Y, sample_weight)``: the same values and dtype, on the device; weights
+        that are all 1 become None. Unit weights are then no weights bit for bit: the
+        unweighted program runs (two different XLA programs may round differently, as
+        XLA:CPU fuses operations and contracts products and sums into FMAs by itself).
     theta : jax.Array, shape (d + 1, K)
         The same values and dtype, on the device.
 
@@ -728,6 +731,8 @@ def prepare(
         If ``device`` is not one of the above or not present on this machine.
     """
     target = _resolve_device(device)
+    if sample_weight is not None and bool(np.all(np.asarray(sample_weight) == 1)):
+        sample_weight = None
     arrays = (Data(X, Y, sample_weight), theta)
     if target.platform == "cpu":
         arrays = jax.tree.map(_cpu_aligned, arrays)

@@ -546,56 +546,63 @@ def _transpose_into(theta, theta_t):
 
 
 @njit(**_JIT)
-def _dots(x, v, out):
-    """``out[k] = x · v[k, :d]`` for the K rows of ``v`` (K, >= d), in float64.
+def _dots(X, i, v, out):
+    """``out[k] = X[i] · v[k, :d]`` for the K rows of ``v`` (K, >= d), in float64.
 
-    Four rows share each pass over ``x``: four independent sums per loop (more
+    Four rows share each pass over ``X[i]``: four independent sums per loop (more
     instruction-level parallelism, a quarter of the loads of x) run about 1.4x faster
-    than one dot product after the other.
+    than one dot product after the other. Arrays are indexed in 2-D, not through row
+    views: a view per row costs a reference count update, which is as slow as a short
+    dot product.
     """
-    d = x.shape[0]
+    d = X.shape[1]
     K = v.shape[0]
     k = 0
     while k + 4 <= K:
-        v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
         s0 = s1 = s2 = s3 = 0.0
         for j in range(d):
-            xj = np.float64(x[j])
-            s0 += xj * v0[j]
-            s1 += xj * v1[j]
-            s2 += xj * v2[j]
-            s3 += xj * v3[j]
+            xj = np.float64(X[i, j])
+            s0 += xj * v[k, j]
+            s1 += xj * v[k + 1, j]
+            s2 += xj * v[k + 2, j]
+            s3 += xj * v[k + 3, j]
         out[k], out[k + 1], out[k + 2], out[k + 3] = s0, s1, s2, s3
         k += 4
-    for r in range(k, K):
-        v0 = v[r]
+    if k + 2 <= K:
+        s0 = s1 = 0.0
+        for j in range(d):
+            xj = np.float64(X[i, j])
+            s0 += xj * v[k, j]
+            s1 += xj * v[k + 1, j]
+        out[k], out[k + 1] = s0, s1
+        k += 2
+    if k < K:
         s0 = 0.0
         for j in range(d):
-            s0 += np.float64(x[j]) * v0[j]
-        out[r] = s0
+            s0 += np.float64(X[i, j]) * v[k, j]
+        out[k] = s0
 
 
 @njit(**_JIT)
-def _predict(x, theta_t, p):
-    """The K predictions of row ``x``: ``p[k] = x · theta_t[k, :d] + theta_t[k, d]``."""
-    d = x.shape[0]
-    _dots(x, theta_t, p)
+def _predict(X, i, theta_t, p):
+    """The K predictions of sample i: ``p[k] = X[i] · theta_t[k, :d] + theta_t[k, d]``."""
+    d = X.shape[1]
+    _dots(X, i, theta_t, p)
     for k in range(p.shape[0]):
         p[k] += theta_t[k, d]
 
 
 @njit(**_JIT)
-def _add_row(x, dl, acc):
-    """``acc[k, :d] += dl[k]·x`` and ``acc[k, d] += dl[k]`` for the outputs whose
+def _add_row(X, i, dl, acc):
+    """``acc[k, :d] += dl[k]·X[i]`` and ``acc[k, d] += dl[k]`` for the outputs whose
     ``dl[k]`` is not 0 (a met margin costs nothing)."""
-    d = x.shape[0]
+    d = X.shape[1]
     for k in range(dl.shape[0]):
         c = dl[k]
         if c != 0.0:
-            row = acc[k]
             for j in range(d):
-                row[j] += c * x[j]
-            row[d] += c
+                acc[k, j] += c * X[i, j]
+            acc[k, d] += c
 
 
 @njit(**_JIT)
@@ -633,15 +640,14 @@ def _accumulate_rows_matrix(
                 _prefetch_row(X, rows[k + ahead])
         else:
             i = k
-        x = X[i]
-        _predict(x, theta_t, p)
+        _predict(X, i, theta_t, p)
         loss = _row_loss_and_dloss(p, Y[i], loss_code, loss_param)
         if weighted:
             s = np.float64(weight[i])
             loss *= s
             for c in range(K):
                 p[c] *= s
-        _add_row(x, p, acc)
+        _add_row(X, i, p, acc)
         loss_sum += loss
     acc[0, d + 1] += loss_sum
 
@@ -1100,11 +1106,11 @@ def _sgd_epochs(
 
 
 @njit(**_JIT)
-def _sample_loss(x, y, weight, i, theta_t, p, loss_code, loss_param) -> float:
-    """The K predictions of sample ``i`` (row ``x``, targets ``y``) from ``theta_t``, its
-    weighted loss (returned) and its weighted loss derivatives (written into ``p``)."""
-    _predict(x, theta_t, p)
-    loss = _row_loss_and_dloss(p, y, loss_code, loss_param)
+def _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param) -> float:
+    """The K predictions of sample ``i`` from ``theta_t``, its weighted loss (returned)
+    and its weighted loss derivatives (written into ``p``)."""
+    _predict(X, i, theta_t, p)
+    loss = _row_loss_and_dloss(p, Y[i], loss_code, loss_param)
     if weight.shape[0] > 0:
         s = np.float64(weight[i])
         loss *= s
@@ -1115,15 +1121,15 @@ def _sample_loss(x, y, weight, i, theta_t, p, loss_code, loss_param) -> float:
 
 @njit(**_JIT)
 def _dense_sgd_step(
-    x, y, weight, i, theta_t, trace, p, lr, l2, l1, momentum, nesterov, fit_intercept,
+    X, Y, weight, i, theta_t, trace, p, lr, l2, l1, momentum, nesterov, fit_intercept,
     loss_code, loss_param,
 ) -> float:
     """One SGD step on sample ``i`` touching every parameter: the loss and penalty at
     ``theta_t`` (K, d + 1, float64), then the step with momentum ``trace`` (K, d + 1).
     The arithmetic of :func:`_batch_loss_grad_matrix` and :func:`_update_kernel` with
     m = 1. Returns the sample's objective."""
-    K, d = theta_t.shape[0], x.shape[0]
-    loss = _sample_loss(x, y, weight, i, theta_t, p, loss_code, loss_param)
+    K, d = theta_t.shape[0], X.shape[1]
+    loss = _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param)
     if l2 != 0.0 or l1 != 0.0:
         ww = 0.0
         aw = 0.0
@@ -1135,88 +1141,86 @@ def _dense_sgd_step(
         loss += 0.5 * l2 * ww + l1 * aw
     for k in range(K):
         dl = p[k]
-        w_k = theta_t[k]
-        t_k = trace[k]
         for j in range(d):
-            wj = w_k[j]
-            g = dl * x[j] + l2 * wj + l1 * _sign(wj)
-            t_k[j] = g + momentum * t_k[j]
-            w_k[j] -= lr * (g + momentum * t_k[j] if nesterov else t_k[j])
+            wj = theta_t[k, j]
+            g = dl * X[i, j] + l2 * wj + l1 * _sign(wj)
+            trace[k, j] = g + momentum * trace[k, j]
+            theta_t[k, j] -= lr * (g + momentum * trace[k, j] if nesterov else trace[k, j])
         g_b = dl if fit_intercept else 0.0
-        t_k[d] = g_b + momentum * t_k[d]
-        w_k[d] -= lr * (g_b + momentum * t_k[d] if nesterov else t_k[d])
+        trace[k, d] = g_b + momentum * trace[k, d]
+        theta_t[k, d] -= lr * (g_b + momentum * trace[k, d] if nesterov else trace[k, d])
     return loss
 
 
 @njit(**_JIT)
-def _squared_norms(v, sq):
-    """``sq[k] = ‖v[k, :d]‖²`` for the K rows of ``v`` (K, d + 1)."""
+def _squared_norm(v) -> float:
+    """``‖v[:, :d]‖²``: the squared norm of the weights in ``v`` (K, d + 1)."""
+    d = v.shape[1] - 1
+    total = 0.0
+    for k in range(v.shape[0]):
+        for j in range(d):
+            total += v[k, j] * v[k, j]
+    return total
+
+
+@njit(**_JIT)
+def _unscale(v, scale: float) -> float:
+    """Fold a scale into the weights, ``v[:, :d] *= scale``; returns their new ‖·‖²."""
     d = v.shape[1] - 1
     for k in range(v.shape[0]):
-        s = 0.0
         for j in range(d):
-            s += v[k, j] * v[k, j]
-        sq[k] = s
+            v[k, j] *= scale
+    return _squared_norm(v)
 
 
-@njit(**_JIT)
-def _fold_scale(v, scale, sq, k):
-    """Fold output k's scale into its weights: ``v[k, :d] *= scale[k]``, scale 1."""
-    d = v.shape[1] - 1
-    s = scale[k]
-    total = 0.0
-    for j in range(d):
-        v[k, j] *= s
-        total += v[k, j] * v[k, j]
-    sq[k] = total
-    scale[k] = 1.0
-
-
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _scaled_sgd_step(
-    x, y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param
-) -> float:
-    """One plain SGD step on sample ``i`` with l2 (or no) penalty, weights kept scaled.
+    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param
+):
+    """One plain SGD step on sample ``i`` with an l2 (or no) penalty, weights kept scaled.
 
-    Output k's weights are ``scale[k]·v[k, :d]`` and its intercept ``v[k, d]``; ``sq[k]``
-    tracks ‖v[k, :d]‖². The gradient step ``w −= lr·(dloss·x + l2·w)`` becomes ``scale
-    *= 1 − lr·l2`` (O(K)) and ``v[k, :d] += (−lr·dloss_k / scale_k)·x`` for the outputs
-    with ``dloss_k ≠ 0`` only, as scikit-learn's plain SGD. Returns the sample's objective
-    (loss plus penalty, at the weights before the step).
+    The weights are ``scale·v[:, :d]`` and the intercepts ``v[:, d]``; ``sq`` tracks
+    ‖v[:, :d]‖². The gradient step ``W −= lr·(dloss·x + l2·W)`` becomes ``scale *= 1 −
+    lr·l2`` (O(1)) and ``v[k, :d] += (−lr·dloss_k / scale)·x`` for the outputs with
+    ``dloss_k ≠ 0`` only: scikit-learn's plain SGD, with one scale for all K outputs (the
+    shrink is the same for all). ``dots`` and ``p`` (K,) are scratch. Inlined into the
+    loop (``inline="always"``): a call with this many arrays costs as much as the step.
+
+    Returns
+    -------
+    objective : float
+        The sample's loss plus penalty, at the weights before the step.
+    scale, sq : float
+        After the step (a scale below ``_MIN_SCALE`` is folded into ``v``).
     """
-    K, d = v.shape[0], x.shape[0]
-    _dots(x, v, dots)
-    penalty = 0.0
+    K, d = v.shape[0], X.shape[1]
+    _dots(X, i, v, dots)
     for k in range(K):
-        p[k] = scale[k] * dots[k] + v[k, d]
-        penalty += scale[k] * scale[k] * sq[k]
-    loss = _row_loss_and_dloss(p, y, loss_code, loss_param)
-    weighted = weight.shape[0] > 0
-    shrink = 1.0 - lr * l2
+        p[k] = scale * dots[k] + v[k, d]
+    s = np.float64(weight[i]) if weight.shape[0] > 0 else 1.0
+    loss = _row_loss_and_dloss(p, Y[i], loss_code, loss_param) * s
+    objective = loss + 0.5 * l2 * (scale * scale * sq)
+    scale *= 1.0 - lr * l2
+    if abs(scale) < _MIN_SCALE:
+        sq = _unscale(v, scale)
+        for k in range(K):
+            dots[k] *= scale
+        scale = 1.0
     xx = -1.0  # ‖x‖², computed on the first loss step
     for k in range(K):
-        dl = p[k]
-        if weighted:
-            dl *= np.float64(weight[i])
-        scale[k] *= shrink
-        if abs(scale[k]) < _MIN_SCALE:
-            dots[k] *= scale[k]
-            _fold_scale(v, scale, sq, k)
+        dl = p[k] * s
         if dl != 0.0:
             if xx < 0.0:
                 xx = 0.0
                 for j in range(d):
-                    xx += np.float64(x[j]) * x[j]
-            c = -lr * dl / scale[k]
-            row = v[k]
+                    xx += np.float64(X[i, j]) * X[i, j]
+            c = -lr * dl / scale
             for j in range(d):
-                row[j] += c * x[j]
-            sq[k] += c * (2.0 * dots[k] + c * xx)
+                v[k, j] += c * X[i, j]
+            sq += c * (2.0 * dots[k] + c * xx)
             if fit_intercept:
-                row[d] -= lr * dl
-    if weighted:
-        loss *= np.float64(weight[i])
-    return loss + 0.5 * l2 * penalty
+                v[k, d] -= lr * dl
+    return objective, scale, sq
 
 
 @njit(**_JIT)
@@ -1229,7 +1233,7 @@ def _sgd_epochs_matrix(
     The parameters and the momentum trace are worked on as float64 transposes (K, d + 1)
     and written back to ``theta`` and ``slots[0]`` at the end. With momentum or an l1
     term every step touches every parameter (:func:`_dense_sgd_step`). Without them the
-    weights are kept scaled (:func:`_scaled_sgd_step`): the squared norms are recomputed
+    weights are kept scaled (:func:`_scaled_sgd_step`): their squared norm is recomputed
     exactly at each epoch's start, and the last step of the call is taken dense on the
     unscaled weights, so that the trace (the last gradient) is exact.
     """
@@ -1243,14 +1247,13 @@ def _sgd_epochs_matrix(
     trace = np.empty((K, d + 1))
     _transpose_into(theta, v)
     _transpose_into(slots[0], trace)
-    scale = np.ones(K)
-    sq = np.empty(K)
     dots = np.empty(K)
     p = np.empty(K)
+    scale = 1.0
     n_epochs = epoch_losses.shape[0]
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
-        _squared_norms(v, sq)
+        sq = _squared_norm(v)
         total = 0.0
         for k in range(n):
             i = order[k]
@@ -1259,16 +1262,17 @@ def _sgd_epochs_matrix(
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
             if scaled and (e < n_epochs - 1 or k < n - 1):
-                total += _scaled_sgd_step(
-                    X[i], Y[i], weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept,
-                    loss_code, loss_param,
+                loss, scale, sq = _scaled_sgd_step(
+                    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code,
+                    loss_param,
                 )
+                total += loss
                 continue
-            if scaled:  # the call's last step: unscale, then a dense step sets the trace
-                for c in range(K):
-                    _fold_scale(v, scale, sq, c)
+            if scale != 1.0:  # the call's last step: unscale, then a dense step sets the trace
+                _unscale(v, scale)
+                scale = 1.0
             total += _dense_sgd_step(
-                X[i], Y[i], weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
+                X, Y, weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
                 fit_intercept, loss_code, loss_param,
             )
         epoch_losses[e] = total / n
