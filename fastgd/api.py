@@ -337,6 +337,7 @@ def fit(
     callback: Callable[[int, float, np.ndarray, float], bool | None] | None = None,
     sample_weight: object = None,
     optimizer_state: tuple[int, np.ndarray] | None = None,
+    devices: object = None,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -400,6 +401,10 @@ def fit(
     optimizer_state : (int, ndarray), optional
         A previous result's ``optimizer_state``: training resumes with its moments and
         step count (which also continues the learning-rate schedule).
+    devices : int, "all" or a list of jax Devices, optional
+        jax only: data-parallel training over several devices (a 1-D mesh; each batch's
+        rows are sharded over it, the parameters replicated). Not together with
+        ``device``.
 
     Returns
     -------
@@ -421,7 +426,8 @@ def fit(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape
     start = time.perf_counter()
-    data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, device, plan.weight)
+    data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, _placement(backend, device, devices),
+                                  plan.weight)
     state = kernels.init_state(theta, plan.opt) if plan.state is None else plan.state
     per_epoch = tol is not None or callback is not None or verbose or progress
     # a full batch does not depend on the order: nothing is drawn, nothing is built
@@ -468,6 +474,17 @@ def fit(
         fit_time=time.perf_counter() - start,
         optimizer_state=(int(np.asarray(state[0])), np.array(state[1], dtype=plan.X.dtype)),
     )
+
+
+def _placement(backend: str, device: object, devices: object) -> object:
+    """What ``prepare`` places the data on: ``device``, or the ``devices`` of a mesh."""
+    if devices is None:
+        return device
+    if backend != "jax":
+        raise ValueError(f"devices={devices!r} needs backend='jax' (got backend={backend!r})")
+    if device is not None:
+        raise ValueError(f"give device={device!r} or devices={devices!r}, not both")
+    return devices
 
 
 def _after_epoch(history, theta, plan, rule, verbose, bar, callback):
