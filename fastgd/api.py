@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backends import get_backend
+from .chunks import ChunkedRows, default_memory_budget, rows_per_chunk
 from .data import (
     check_int,
     check_sample_weight,
@@ -338,6 +339,7 @@ def fit(
     sample_weight: object = None,
     optimizer_state: tuple[int, np.ndarray] | None = None,
     devices: object = None,
+    memory_budget: int | None = None,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -405,6 +407,13 @@ def fit(
         jax only: data-parallel training over several devices (a 1-D mesh; each batch's
         rows are sharded over it, the parameters replicated). Not together with
         ``device``.
+    memory_budget : int, optional
+        Bytes of rows (X with its targets and weights) the backend holds at once. When
+        the data take more, every epoch walks chunks of at most this size (see
+        :mod:`fastgd.chunks`: chunks in a shuffled order, rows shuffled within each chunk,
+        each chunk read sequentially into one reused buffer). Default: no chunks for data
+        in memory; for a ``np.memmap`` X, or a jax accelerator, half of the free host or
+        device memory.
 
     Returns
     -------
@@ -418,6 +427,7 @@ def fit(
         When an epoch's loss or the parameters stop being finite.
     """
     kernels = get_backend(backend)
+    file_backed = isinstance(X, np.memmap)
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
         shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
@@ -426,13 +436,17 @@ def fit(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape
     start = time.perf_counter()
-    data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, _placement(backend, device, devices),
-                                  plan.weight)
+    placement = _placement(backend, device, devices)
+    chunks = _chunks(plan, memory_budget, file_backed, backend, placement)
+    if chunks is None:
+        data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, placement, plan.weight)
+    else:
+        theta = plan.theta
     state = kernels.init_state(theta, plan.opt) if plan.state is None else plan.state
     per_epoch = tol is not None or callback is not None or verbose or progress
     # a full batch does not depend on the order: nothing is drawn, nothing is built
     drawn = shuffle and plan.batch_size < n
-    chunk = _chunk_epochs(n, plan.epochs, per_epoch, drawn)
+    chunk = 1 if chunks is not None else _chunk_epochs(n, plan.epochs, per_epoch, drawn)
     opt = plan.opt
     first_step = 1 if plan.state is None else plan.state[0] + 1
     first_lr = learning_rate(opt.schedule_code, opt.schedule_params, first_step)
@@ -442,11 +456,16 @@ def fit(
     converged = False
     while len(history) < plan.epochs and not converged:
         n_now = min(chunk, plan.epochs - len(history))
-        orders = epoch_orders(rng, n, n_now, drawn)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
-            theta, state, losses = kernels.run_epochs(
-                data, theta, state, orders, plan.batch_size, plan.model, opt
-            )
+            if chunks is None:
+                orders = epoch_orders(rng, n, n_now, drawn)
+                theta, state, losses = kernels.run_epochs(
+                    data, theta, state, orders, plan.batch_size, plan.model, opt
+                )
+            else:
+                theta, state, losses = _epoch_in_chunks(
+                    kernels, chunks, theta, state, rng, shuffle, plan, opt, placement
+                )
         losses = np.asarray(losses, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size or not np.isfinite(np.asarray(theta)).all():
@@ -461,7 +480,8 @@ def fit(
     if bar is not None:
         bar.close()
     coef, intercept = _public_params(theta, plan)
-    batches_per_epoch = -(-n // plan.batch_size)
+    batches_per_epoch = (-(-n // plan.batch_size) if chunks is None
+                         else chunks.batches_per_epoch(plan.batch_size))
     return FitResult(
         coef=coef,
         intercept=intercept,
@@ -474,6 +494,61 @@ def fit(
         fit_time=time.perf_counter() - start,
         optimizer_state=(int(np.asarray(state[0])), np.array(state[1], dtype=plan.X.dtype)),
     )
+
+
+def _chunks(plan: _Plan, memory_budget, file_backed: bool, backend: str, placement):
+    """The data as chunks when they exceed the memory budget, else None."""
+    if memory_budget is not None:
+        memory_budget = check_int("memory_budget", memory_budget, 1)
+    X, Y, weight = plan.X, plan.Y, plan.weight
+    bytes_per_row = X.itemsize * (X.shape[1] + Y.shape[1] + (weight is not None))
+    if memory_budget is None:
+        device_free = _accelerator_free_bytes(backend, placement)
+        if not file_backed and device_free is None:
+            return None  # in host memory already: nothing to gain
+        memory_budget = default_memory_budget(device_free)
+    rows = rows_per_chunk(memory_budget, bytes_per_row)
+    return None if rows >= X.shape[0] else ChunkedRows(X, Y, weight, rows)
+
+
+def _accelerator_free_bytes(backend: str, placement: object) -> int | None:
+    """Free memory of the jax accelerator the data go to, or None (host memory)."""
+    if backend != "jax" or placement == "cpu":
+        return None
+    import jax
+
+    device = placement if isinstance(placement, jax.Device) else jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+
+
+def _epoch_in_chunks(kernels, chunks: ChunkedRows, theta, state, rng, shuffle, plan, opt,
+                     placement):
+    """One epoch over the chunks (see :mod:`fastgd.chunks`); returns theta, state and the
+    epoch loss as a (1,) array."""
+    n = chunks.n
+    full_batch = plan.batch_size >= n
+    total, grad_sum = 0.0, None
+    for chunk in chunks.chunk_order(rng, shuffle):
+        X, Y, weight = chunks.load(chunk)
+        m = X.shape[0]
+        data, theta = kernels.prepare(X, Y, theta, placement, weight)
+        if full_batch:  # accumulate the chunk's share of the full-batch gradient
+            loss, grad = kernels.loss_grad(data, theta, plan.model)
+            share = np.asarray(grad, dtype=np.float64) * (m / n)  # summed on the host
+            total += float(loss) * (m / n)
+            grad_sum = share if grad_sum is None else grad_sum + share
+            continue
+        order = (rng.permutation(m) if shuffle else np.arange(m))[None, :]
+        theta, state, losses = kernels.run_epochs(
+            data, theta, state, order, min(plan.batch_size, m), plan.model, opt
+        )
+        total += float(np.asarray(losses)[0]) * (m / n)
+    if full_batch:
+        theta, state = kernels.update(theta, grad_sum.astype(plan.X.dtype), state, opt)
+    return theta, state, np.array([total])
 
 
 def _placement(backend: str, device: object, devices: object) -> object:

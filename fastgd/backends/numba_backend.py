@@ -775,15 +775,16 @@ def _loss_grad_kernel(loss_code: int, matrix: bool):
     ):
         n, d = X.shape
         in_order = np.empty(0, dtype=np.int64)
+        start = np.int64(0)  # typed int64, not the literal 0: run_epochs' specializations
         if matrix:
             theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
             return _batch_loss_grad_matrix(
-                X, Y, weight, theta, in_order, 0, n, loss_code, loss_param, l2, l1,
+                X, Y, weight, theta, in_order, start, n, loss_code, loss_param, l2, l1,
                 fit_intercept, theta_t, p, partial, grad, parallel_min_work,
             )
         w64, partial = _new_scratch(d)
         return _batch_loss_grad(
-            X, Y, weight, theta, in_order, 0, n, loss_code, loss_param, l2, l1,
+            X, Y, weight, theta, in_order, start, n, loss_code, loss_param, l2, l1,
             fit_intercept, w64, partial, grad, parallel_min_work,
         )
 
