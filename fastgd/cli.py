@@ -28,7 +28,7 @@ from .compare import (
     save_json,
     save_plot,
 )
-from .machine import jax_platforms, library_versions, numba_cache_dir, thread_counts
+from .machine import jax_mesh, jax_platforms, library_versions, numba_cache_dir, thread_counts
 
 __all__ = ["main", "build_parser"]
 
@@ -191,6 +191,16 @@ def _float64_support(name: str) -> str:
     return "yes" if dtype == np.float64 else f"no (float64 in, {dtype} out)"
 
 
+def _mesh_line(mesh: dict) -> str:
+    """``fastgd info``'s description of the mesh ``devices="all"`` trains on."""
+    devices = mesh["devices"]
+    if len(devices) == 1:
+        return f"{mesh['label']} ({devices[0]}): one device, the single-device programs"
+    processes = mesh["processes"]
+    where = f"{processes} processes" if processes > 1 else "1 process"
+    return f"{mesh['label']} over {where}, rows split over {', '.join(devices)}"
+
+
 def _info() -> int:
     versions = library_versions()
     print(f"fastgd {__version__}")
@@ -211,6 +221,9 @@ def _info() -> int:
         print(f"  {platform}: {', '.join(devices)}")
     if not platforms:
         print("  none (jax not installed)")
+    mesh = jax_mesh()
+    if mesh is not None:
+        print(f"jax mesh of fit(devices='all'): {_mesh_line(mesh)}")
     threads = thread_counts()
     print("threads:")
     print(f"  CPUs usable by this process: {threads['cpus_usable']}")

@@ -1,10 +1,12 @@
 """The accelerator comparison behind ``fastgd compare``.
 
 The same problems (SGD with batch 1, mini-batch Adam, full-batch GD), on the same data,
-run with every backend and every jax device present. For each run the report gives the
-median time per epoch, samples/s, the effective bandwidth (bytes of X and y read per epoch
-over the time per epoch) and its share of the machine's measured memory bandwidth, the
-final loss, and the largest parameter difference from the numpy backend (the reference).
+run with every backend and every jax device present, and, when jax has several devices,
+data-parallel on the mesh of all of them (device ``"cpu x4"``: ``fit(devices=4)``). For
+each run the report gives the median time per epoch, samples/s, the effective bandwidth
+(bytes of X and y read per epoch over the time per epoch) and its share of the machine's
+measured memory bandwidth, the final loss, and the largest parameter difference from the
+numpy backend (the reference).
 
 Each cell is timed as the user would run it: ``fastgd.fit``'s epoch loop
 (``FitResult.fit_time``, which excludes input validation). Backends that compile (every
@@ -33,7 +35,7 @@ from . import __version__
 from .api import fit
 from .backends import available_backends
 from .data import make_regression
-from .machine import describe_machine, jax_platforms, measure_bandwidth
+from .machine import describe_machine, jax_mesh, jax_platforms, measure_bandwidth, mesh_size
 from .specs import SGD, Adam, Optimizer
 
 __all__ = [
@@ -104,7 +106,8 @@ class CompareConfig:
     dtypes : tuple of str
         ``"float32"`` and/or ``"float64"``.
     backends : tuple of str
-        Backend names; jax runs once per device platform present.
+        Backend names; jax runs once per device platform present, and once on the mesh
+        of all its devices when it has several.
     repeat : int
         At most this many timed fits per cell (the median is reported) …
     budget_s : float
@@ -150,20 +153,33 @@ class CompareConfig:
 
 
 def _device_targets(backends: Sequence[str]) -> list[tuple[str, str]]:
-    """(backend, device) pairs: jax once per platform present, the others on the CPU."""
+    """(backend, device) pairs: jax once per platform present, and once more on the mesh
+    of all its devices when there are several (device ``"cpu x4"``: ``devices="all"``);
+    the others on the CPU."""
     targets = []
     for name in backends:
         if name == "jax":
             targets.extend(("jax", platform) for platform in jax_platforms() or {"cpu": []})
+            mesh = jax_mesh()
+            if mesh is not None and len(mesh["devices"]) > 1:
+                targets.append(("jax", mesh["label"]))
         else:
             targets.append((name, "cpu"))
     return targets
 
 
 def _fit(problem: Problem, X: np.ndarray, y: np.ndarray, backend: str, device: str):
-    """One ``fastgd.fit`` of ``problem``; the seed is fixed so every backend sees one order."""
+    """One ``fastgd.fit`` of ``problem``; the seed is fixed so every backend sees one order.
+
+    ``device`` is a platform (``"cpu"``, ``"gpu"``) or, for jax, a mesh label
+    (``"cpu x4"``: the first 4 of ``jax.devices()``, data-parallel).
+    """
     n = X.shape[0]
     batch = None if problem.batch_size is None else min(problem.batch_size, n)
+    placement: dict[str, object] = {}
+    if backend == "jax":
+        count = mesh_size(device)
+        placement = {"device": device} if count is None else {"devices": count}
     return fit(
         X,
         y,
@@ -173,7 +189,7 @@ def _fit(problem: Problem, X: np.ndarray, y: np.ndarray, backend: str, device: s
         shuffle=problem.shuffle,
         seed=0,
         backend=backend,
-        device=None if backend != "jax" else device,
+        **placement,
     )
 
 

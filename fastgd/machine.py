@@ -18,9 +18,12 @@ from ._rows import usable_cpus
 __all__ = [
     "cpu_model",
     "describe_machine",
+    "jax_mesh",
     "jax_platforms",
     "library_versions",
     "measure_bandwidth",
+    "mesh_label",
+    "mesh_size",
     "numba_cache_dir",
     "thread_counts",
 ]
@@ -120,6 +123,46 @@ def jax_platforms() -> dict[str, list[str]]:
     return found
 
 
+def jax_mesh() -> dict[str, object] | None:
+    """The mesh ``fit(backend="jax", devices="all")`` would train on; None without jax.
+
+    ``devices="all"`` is every device of ``jax.devices()``: jax's default platform, the
+    devices of every process (see ``fastgd.backends.jax_backend``).
+
+    Returns
+    -------
+    dict or None
+        ``label`` (e.g. ``"cpu x4"``, the ``device`` column of ``fastgd compare``),
+        ``platform``, ``devices`` (their names, in mesh order) and ``processes``.
+    """
+    try:
+        import jax
+    except ImportError:
+        return None
+    devices = jax.devices()
+    return {
+        "label": mesh_label(devices[0].platform, len(devices)),
+        "platform": devices[0].platform,
+        "devices": [str(d) for d in devices],
+        "processes": jax.process_count(),
+    }
+
+
+#: Between the platform and the device count in a mesh's label: ``"cpu x4"``.
+MESH_LABEL_SEPARATOR = " x"
+
+
+def mesh_label(platform: str, count: int) -> str:
+    """The label of a mesh of ``count`` devices of ``platform``, e.g. ``"cpu x4"``."""
+    return f"{platform}{MESH_LABEL_SEPARATOR}{count}"
+
+
+def mesh_size(label: str) -> int | None:
+    """The device count of a mesh label made by :func:`mesh_label`; None for a platform."""
+    _, sep, count = label.rpartition(MESH_LABEL_SEPARATOR)
+    return int(count) if sep and count.isdigit() else None
+
+
 def measure_bandwidth(nbytes: int = 256 * 2**20, repeat: int = 5) -> dict[str, float]:
     """Memory read bandwidth, measured by streaming one large float64 array.
 
@@ -177,4 +220,5 @@ def describe_machine() -> dict[str, object]:
         "threads": thread_counts(),
         "versions": library_versions(),
         "jax_devices": jax_platforms(),
+        "jax_mesh": jax_mesh(),
     }

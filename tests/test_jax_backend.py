@@ -1,5 +1,7 @@
 """Behaviour specific to the jax backend: x64 scoping, dtypes, devices and compilation reuse,
-the subgradients at the losses' kinks, weights and K outputs inside the programs."""
+the subgradients at the losses' kinks, weights and K outputs inside the programs.
+
+Several devices and several processes: tests/test_jax_devices.py, tests/test_multiprocess.py."""
 
 from __future__ import annotations
 
@@ -168,6 +170,33 @@ def test_device_cpu_and_bad_devices():
     if not any(d.platform == "gpu" for d in jax.devices()):
         with pytest.raises(ValueError, match="'gpu'"):
             fastgd.fit(X, y, backend="jax", device="gpu")
+
+
+def test_devices_of_a_single_device_run_the_single_device_program():
+    """devices=1, [one device] or, on a machine of one device, "all": not a mesh, the
+    single-device program and its numbers bit for bit. (Several devices:
+    tests/test_jax_devices.py.)"""
+    X, y = _data()
+    kwargs = dict(backend="jax", optimizer="adam", batch_size=5, epochs=2, seed=0)
+    ref = fastgd.fit(X, y, **kwargs)
+    choices = [1, [jax.devices()[0]]] + (["all"] if len(jax.devices()) == 1 else [])
+    for devices in choices:
+        res = fastgd.fit(X, y, devices=devices, **kwargs)
+        np.testing.assert_array_equal(res.coef, ref.coef)
+        assert res.intercept == ref.intercept
+    data, theta = _prepare(jax_backend, X, y, np.zeros(D + 1), device=1)
+    assert type(data) is jax_backend.Data and theta.devices() == {jax.devices()[0]}
+
+
+def test_bad_devices_are_refused_by_name():
+    X, y = _data()
+    count = len(jax.devices())
+    for devices, message in (
+        (count + 1, f"devices={count + 1}"), (0, "devices=0"), ([], r"\[\]"), ("most", "most"),
+        (True, "True"), ([jax.devices()[0]] * 2, "twice"), (["cpu"], "jax.Device"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            fastgd.fit(X, y, backend="jax", devices=devices, epochs=1)
 
 
 @pytest.mark.parametrize("k", [None, 3], ids=["one-output", "three-outputs"])

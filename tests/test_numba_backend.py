@@ -16,6 +16,7 @@ from fastgd.specs import (
     LOSS_CODES,
     LOSS_MULTINOMIAL,
     SGD,
+    SIGNED_LABEL_LOSSES,
     Adam,
     AdamW,
     Huber,
@@ -29,9 +30,9 @@ numba = pytest.importorskip("numba")
 nb = pytest.importorskip("fastgd.backends.numba_backend")
 ref = fastgd.get_backend("numpy")
 
-#: A loss of each kind, for the tests that need not see all nine: a smooth regression
-#: loss, a margin loss with a kink and zero derivatives, the softmax.
-KINDS = ("huber", "hinge", "multinomial")
+#: Loss names in code order.
+LOSS_NAMES = ("squared", "huber", "logistic", "hinge", "squared_hinge", "modified_huber",
+              "epsilon_insensitive", "squared_epsilon_insensitive", "multinomial")
 
 
 def _dispatchers():
@@ -57,7 +58,7 @@ def _problem(loss, n, d, K=1, dtype=np.float64, seed=0, weights=False):
         Y = np.argmax(P, axis=1)[:, None]
     elif loss == "logistic":
         Y = P > 0
-    elif resolve_loss(loss).code in fastgd.specs.SIGNED_LABEL_LOSSES:
+    elif resolve_loss(loss).code in SIGNED_LABEL_LOSSES:
         Y = np.where(P > 0, 1.0, -1.0)
     else:
         Y = 2.0 * P
@@ -149,9 +150,13 @@ def test_divergence_is_seen_through_fastmath():
                        backend="numba")
 
 
-@pytest.mark.parametrize("code", LOSS_CODES)
-def test_nan_parameters_give_a_nan_loss_and_gradient(code):
-    loss = resolve_loss_by_code(code)
+def test_loss_names_are_in_code_order():
+    assert [resolve_loss(name).code for name in LOSS_NAMES] == list(LOSS_CODES)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_nan_parameters_give_a_nan_loss_and_gradient(loss):
+    code = resolve_loss(loss).code
     for K in (1, 3):
         if code == LOSS_MULTINOMIAL and K == 1:
             continue
@@ -160,14 +165,6 @@ def test_nan_parameters_give_a_nan_loss_and_gradient(code):
         value, grad = nb.loss_grad(data, theta, _model(loss, l2=0.1))
         assert np.isnan(value), (loss, K)
         assert np.isnan(grad).any(), (loss, K)
-
-
-def resolve_loss_by_code(code: int) -> str:
-    """The loss name of a loss code."""
-    names = ("squared", "huber", "logistic", "hinge", "squared_hinge", "modified_huber",
-             "epsilon_insensitive", "squared_epsilon_insensitive", "multinomial")
-    assert resolve_loss(names[code]).code == code
-    return names[code]
 
 
 # --------------------------------------------------------------- per-sample math
@@ -422,7 +419,8 @@ def test_prepare_bundles_contiguous_host_arrays():
     data, same = nb.prepare(X, Y, theta, "cpu")
     assert "Data" in nb.__all__ and isinstance(data, nb.Data)
     assert data.X is X and data.Y is Y and data.weight is None and same is theta
-    data, copy = nb.prepare(np.asfortranarray(X), Y, theta[:, ::-1], None, np.ones(5, int))
+    strided = np.zeros((3, 4))[:, ::2]
+    data, copy = nb.prepare(np.asfortranarray(X), Y, strided, None, np.ones(5, int))
     assert data.X.flags.c_contiguous and copy.flags.c_contiguous
     assert data.weight.dtype == X.dtype
     with pytest.raises(ValueError, match="device"):
