@@ -249,8 +249,11 @@ class _Plan:
 def _validate(
     X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
     shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback, sample_weight,
-    optimizer_state,
+    optimizer_state, processes,
 ) -> _Plan:
+    """Check everything once; ``processes`` > 1: each process passes its own rows (the
+    batch size is checked against all of them later, weights rescaled by their mean over
+    all of them)."""
     loss = resolve_loss(loss)
     optimizer = resolve_optimizer(optimizer)
     if lr is not None:
@@ -272,8 +275,14 @@ def _validate(
     X = check_X(X)
     Y, n_outputs, single_output = check_targets(y, X, loss)
     n, d = X.shape
-    weight = None if sample_weight is None else check_sample_weight(sample_weight, n, X.dtype)
-    batch_size = n if batch_size is None else check_int("batch_size", batch_size, 1, n)
+    weight = None
+    if sample_weight is not None:
+        mean = None if processes == 1 else _mean_over_processes(
+            check_sample_weight(sample_weight, n, np.float64, mean=1.0)
+        )
+        weight = check_sample_weight(sample_weight, n, X.dtype, mean=mean)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1, n if processes == 1 else None)
     theta = _initial_theta(
         coef_init, intercept_init, d, n_outputs, single_output, X.dtype, bool(fit_intercept)
     )
@@ -428,20 +437,25 @@ def fit(
     """
     kernels = get_backend(backend)
     file_backed = isinstance(X, np.memmap)
+    processes = _process_count(devices)
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
         shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
-        sample_weight, optimizer_state,
+        sample_weight, optimizer_state, processes,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape
     start = time.perf_counter()
     placement = _placement(backend, device, devices)
-    chunks = _chunks(plan, memory_budget, file_backed, backend, placement)
+    chunks = _chunks(plan, memory_budget, file_backed, backend, placement, processes)
     if chunks is None:
         data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, placement, plan.weight)
+        if devices is not None:  # the epochs walk the rows of every process
+            n = kernels.global_rows(data)
     else:
         theta = plan.theta
+    batch_size = n if plan.batch_size is None else check_int("batch_size", plan.batch_size, 1, n)
+    plan = dataclasses.replace(plan, batch_size=batch_size)
     state = kernels.init_state(theta, plan.opt) if plan.state is None else plan.state
     per_epoch = tol is not None or callback is not None or verbose or progress
     # a full batch does not depend on the order: nothing is drawn, nothing is built
@@ -496,10 +510,16 @@ def fit(
     )
 
 
-def _chunks(plan: _Plan, memory_budget, file_backed: bool, backend: str, placement):
+def _chunks(plan: _Plan, memory_budget, file_backed: bool, backend: str, placement,
+            processes: int):
     """The data as chunks when they exceed the memory budget, else None."""
     if memory_budget is not None:
         memory_budget = check_int("memory_budget", memory_budget, 1)
+        if processes > 1:
+            raise NotImplementedError(
+                "memory_budget with several processes is not supported (each process's chunks "
+                "would differ in number); give every process rows that fit"
+            )
     X, Y, weight = plan.X, plan.Y, plan.weight
     bytes_per_row = X.itemsize * (X.shape[1] + Y.shape[1] + (weight is not None))
     if memory_budget is None:
@@ -549,6 +569,28 @@ def _epoch_in_chunks(kernels, chunks: ChunkedRows, theta, state, rng, shuffle, p
     if full_batch:
         theta, state = kernels.update(theta, grad_sum.astype(plan.X.dtype), state, opt)
     return theta, state, np.array([total])
+
+
+def _process_count(devices: object) -> int:
+    """Processes training together: jax's count when ``devices`` is given, else 1."""
+    if devices is None:
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def _mean_over_processes(weight: np.ndarray) -> float:
+    """The mean of the sample weights over the rows of every process."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    with jax.enable_x64(True):
+        table = multihost_utils.process_allgather(np.array([weight.sum(), weight.shape[0]]))
+    total, count = np.asarray(table, dtype=np.float64).reshape(-1, 2).sum(axis=0)
+    if total == 0:
+        raise ValueError("sample_weight must not be all zero (over every process)")
+    return float(total / count)
 
 
 def _placement(backend: str, device: object, devices: object) -> object:

@@ -219,7 +219,9 @@ def _class_codes(y: np.ndarray) -> np.ndarray:
     return codes
 
 
-def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.ndarray:
+def check_sample_weight(
+    sample_weight: object, n: int, dtype: np.dtype, mean: float | None = None
+) -> np.ndarray:
     """Per-sample weights, rescaled to mean 1, in ``dtype``.
 
     Parameters
@@ -230,6 +232,9 @@ def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.nd
         Number of samples.
     dtype : numpy dtype
         The data's float dtype.
+    mean : float, optional
+        The mean to divide by (the weights' own by default; over every process's rows
+        when several processes train together).
 
     Returns
     -------
@@ -247,10 +252,12 @@ def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.nd
     if negative.size:
         raise ValueError(f"sample_weight must be >= 0, found {negative[0]!r}")
     s64 = s.astype(np.float64)
-    total = s64.sum()
-    if total == 0:
-        raise ValueError("sample_weight must not be all zero")
-    return (s64 / (total / n)).astype(dtype)
+    if mean is None:
+        total = s64.sum()
+        if total == 0:
+            raise ValueError("sample_weight must not be all zero")
+        mean = total / n
+    return (s64 / mean).astype(dtype)
 
 
 def check_vector(name: str, value: object, length: int) -> np.ndarray:

@@ -111,11 +111,10 @@ Design notes
     the same orders (tested to 1e-9). Before each chunk the processes compare the batch
     size and a checksum of their orders (a tiny all-gather) and all raise if they
     differ, rather than wait for each other in different programs. ``fit`` draws its
-    orders over the local rows: across processes it trains full batches, and raises
-    ``NotImplementedError`` for mini-batches.
-  - Sample weights reach the kernels as given; ``fit`` rescales them to mean 1 over
-    each process's own rows, so weighted runs equal the one-process run only when the
-    processes' weights have the same mean.
+    orders over :func:`global_rows` rows, from ``seed``: every process must pass the
+    same seed (and the same other arguments).
+  - Sample weights reach the kernels as given; ``fit`` rescales them to mean 1 over the
+    rows of every process (one more tiny all-gather).
   - A process that dies is noticed by jax's coordination service (heartbeats): the
     others are terminated by jax instead of waiting forever.
 * **Compilation cache.** On import, if the user has not configured jax's persistent
@@ -572,10 +571,8 @@ def _check_batches(full_batch: bool, batch_size: int, orders: np.ndarray, rows: 
         raise NotImplementedError(
             f"mini-batches over data placed by {table.shape[0]} process(es) need epoch "
             f"orders over all their {rows} rows, the same on every process; got orders over "
-            f"{sorted(set(mini[:, 2].tolist()))} rows. fastgd.fit draws them over each "
-            "process's own rows: across processes it trains full batches "
-            "(batch_size=None); call run_epochs with orders over global_rows(data) rows "
-            "for mini-batches"
+            f"{sorted(set(mini[:, 2].tolist()))} rows: call run_epochs with orders over "
+            "global_rows(data) rows"
         )
     if (table != table[0]).any():
         raise ValueError(
