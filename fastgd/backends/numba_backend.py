@@ -124,7 +124,7 @@ _PARALLEL_MIN_WORK = 1 << 15
 _PREFETCH_BYTES = 4096
 #: Row stride of the per-block scratch, in float64: a multiple of a cache line.
 _LINE = 8
-#: Per-sample SGD with K > 1 folds an output's scale into its weights below this size.
+#: Per-sample SGD with K > 1 folds its shared weight scale into the weights below this.
 _MIN_SCALE = 1e-9
 
 #: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
@@ -918,6 +918,8 @@ def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
 def _learning_rate(schedule_code, schedule_params, t):
     """Learning rate at update ``t`` (from 1): the formulas of ``specs.learning_rate``."""
     lr0 = schedule_params[0]
+    if schedule_code == SCHED_CONSTANT:  # first: the per-sample loops ask at every step
+        return lr0
     p1 = schedule_params[1]
     p2 = schedule_params[2]
     if schedule_code == SCHED_INVSCALING:
