@@ -249,7 +249,7 @@ class _Plan:
 def _validate(
     X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
     shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback, sample_weight,
-    optimizer_state, processes,
+    optimizer_state, processes, max_dloss,
 ) -> _Plan:
     """Check everything once; ``processes`` > 1: each process passes its own rows (the
     batch size is checked against all of them later, weights rescaled by their mean over
@@ -286,7 +286,7 @@ def _validate(
     theta = _initial_theta(
         coef_init, intercept_init, d, n_outputs, single_output, X.dtype, bool(fit_intercept)
     )
-    model = lower_model(loss, l2, l1, bool(fit_intercept))
+    model = lower_model(loss, l2, l1, bool(fit_intercept), max_dloss=max_dloss)
     state = None if optimizer_state is None else _check_state(optimizer_state, theta)
     adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
     return _Plan(
@@ -349,6 +349,7 @@ def fit(
     optimizer_state: tuple[int, np.ndarray] | None = None,
     devices: object = None,
     memory_budget: int | None = None,
+    max_dloss: float = math.inf,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -423,6 +424,10 @@ def fit(
         each chunk read sequentially into one reused buffer). Default: no chunks for data
         in memory; for a ``np.memmap`` X, or a jax accelerator, half of the free host or
         device memory.
+    max_dloss : float
+        Clip each sample's loss derivative d loss / d p to [-max_dloss, max_dloss]
+        (scikit-learn's SGD clips at 1e12; its estimators here use that). Default: no
+        clip, so a diverging run raises DivergenceError.
 
     Returns
     -------
@@ -441,7 +446,7 @@ def fit(
     plan = _validate(
         X, y, loss, optimizer, lr, batch_size, epochs, penalty, alpha, l1_ratio, fit_intercept,
         shuffle, seed, tol, n_iter_no_change, coef_init, intercept_init, callback,
-        sample_weight, optimizer_state, processes,
+        sample_weight, optimizer_state, processes, max_dloss,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, d = plan.X.shape

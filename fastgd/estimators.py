@@ -24,6 +24,9 @@ Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps on
   rescaled to mean 1. scikit-learn's SGD multiplies each sample's step by its weight as
   given; the two agree when the weights average 1 (``class_weight="balanced"`` does, for a
   binary problem).
+- Each sample's loss derivative is clipped to [-1e12, 1e12] before it is weighted, as
+  scikit-learn's SGD does (its ``MAX_DLOSS``; ``fit(..., max_dloss=...)``): a fit that
+  diverges ends with large finite weights, as scikit-learn's, rather than an error.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ from .specs import (
 )
 
 __all__ = ["GDRegressor", "GDClassifier"]
+
+#: scikit-learn SGD's ``MAX_DLOSS`` (sklearn/linear_model/_sgd_fast.pyx.tp): each sample's
+#: loss derivative is clipped to [-1e12, 1e12], which keeps a diverging fit finite
+#: instead of raising ``DivergenceError``.
+_SKLEARN_MAX_DLOSS = 1e12
 
 #: scikit-learn's loss names -> fastgd loss spec factories taking ``epsilon``.
 _REGRESSION_LOSSES = {
@@ -133,6 +141,7 @@ class _GDBase(BaseEstimator):
             backend=self.backend,
             device=self.device,
             verbose=bool(self.verbose),
+            max_dloss=_SKLEARN_MAX_DLOSS,
         )
 
     # ------------------------------------------------------------------- training

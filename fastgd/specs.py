@@ -12,6 +12,7 @@ static, hashable configuration.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -46,6 +47,7 @@ __all__ = [
     "LoweredModel",
     "LoweredOptimizer",
     "lower_model",
+    "check_max_dloss",
     "lower_optimizer",
     "LOSS_SQUARED",
     "LOSS_HUBER",
@@ -605,6 +607,12 @@ class LoweredModel(NamedTuple):
         Penalty strengths on the weights: the penalty adds ``l2/2·‖w‖² + l1·‖w‖₁``.
     fit_intercept : bool
         Whether ``theta[-1]`` (the intercept) is trained; if not, its gradient is 0.
+    max_dloss : float
+        Each sample's loss derivative d loss / d p (each of the K, for ``multinomial``)
+        is clipped to ``[-max_dloss, max_dloss]`` before it is weighted and summed into
+        the gradient; the loss itself is not clipped. ``inf`` (the default, fastgd's)
+        clips nothing; the scikit-learn estimators pass 1e12, scikit-learn SGD's
+        ``MAX_DLOSS``.
     """
 
     loss_code: int
@@ -612,6 +620,7 @@ class LoweredModel(NamedTuple):
     l2: float
     l1: float
     fit_intercept: bool
+    max_dloss: float = math.inf
 
 
 class LoweredOptimizer(NamedTuple):
@@ -639,9 +648,26 @@ class LoweredOptimizer(NamedTuple):
     schedule_params: tuple[float, float, float]
 
 
-def lower_model(loss: Loss, l2: float, l1: float, fit_intercept: bool) -> LoweredModel:
-    """Lower a loss spec and penalty strengths to a :class:`LoweredModel`."""
-    return LoweredModel(int(loss.code), float(loss.param()), float(l2), float(l1), fit_intercept)
+def check_max_dloss(max_dloss: object) -> float:
+    """``max_dloss`` as a float in (0, inf], or a ``ValueError`` naming it."""
+    is_real = isinstance(max_dloss, numbers.Real) and not isinstance(max_dloss, bool)
+    value = float(max_dloss) if is_real else math.nan
+    if not value > 0:  # also NaN and non-numbers
+        raise ValueError(f"max_dloss must be a positive number or inf, got {max_dloss!r}")
+    return value
+
+
+def lower_model(
+    loss: Loss, l2: float, l1: float, fit_intercept: bool, max_dloss: float = math.inf
+) -> LoweredModel:
+    """Lower a loss spec, penalty strengths and derivative clip to a :class:`LoweredModel`.
+
+    ``max_dloss`` is checked (see :func:`check_max_dloss`): a ``ValueError`` names it.
+    """
+    return LoweredModel(
+        int(loss.code), float(loss.param()), float(l2), float(l1), fit_intercept,
+        check_max_dloss(max_dloss),
+    )
 
 
 def lower_optimizer(optimizer: Optimizer) -> LoweredOptimizer:

@@ -94,6 +94,16 @@ def test_four_devices_equal_one(loss, optimizer, mode, k, weighted):
     _assert_same_fit(mesh, _fit(loss, optimizer, mode, k, weighted, "numpy"), "against numpy")
 
 
+@pytest.mark.parametrize("mode", list(BATCH_MODES))
+def test_the_loss_derivative_clip_holds_on_the_mesh(mode):
+    """``max_dloss`` clips each sample's derivative, before its weight, on a mesh too."""
+    case = ("squared", "sgd", mode, K_MULTI, True)
+    mesh = _fit(*case, devices=FORCED, max_dloss=1.5)
+    clipped = _fit(*case, "numpy", max_dloss=1.5)
+    assert rel_err(theta_of(_fit(*case, "numpy")), theta_of(clipped)) > 1e-3  # the clip acts
+    _assert_same_fit(mesh, clipped, "against numpy")
+
+
 @pytest.mark.parametrize("devices", [2, 3, "all", "list"])
 @pytest.mark.parametrize("batch_size", [None, 3, 8], ids=["full", "mini3", "mini8"])
 def test_every_way_to_name_the_devices(devices, batch_size):

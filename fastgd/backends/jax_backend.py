@@ -27,6 +27,12 @@ Design notes
   (``jnp.maximum`` would split the gradient at a tie: the hinge at a margin of exactly
   1 must give -s, scikit-learn's choice). The intercepts enter through
   ``stop_gradient`` when they are not fitted, so their gradient is exactly 0.
+* **The loss-derivative clip.** With a finite ``max_dloss`` (scikit-learn SGD's
+  ``MAX_DLOSS``) the per-sample losses go through :func:`_clipped_sample_losses`, a
+  ``jax.custom_jvp`` whose derivative clips each d loss / d p before the samples'
+  weights multiply it, so every gradient ``jax.value_and_grad`` takes (mini-batches,
+  full and blocked full batches, on a mesh) is the clipped one; the reported loss is
+  not clipped. Without a clip the programs are unchanged.
 * **K outputs and sample weights.** The K outputs are the K columns of one (d, K) weight
   matrix; the per-sample loss is summed over them (or is the softmax cross-entropy of
   the row, for ``multinomial``). A batch objective is ``(1/m)·Σ_i weight_i·loss_i +
@@ -36,12 +42,13 @@ Design notes
   the numbers of no weights.
 * **Static configuration is small.** A compiled program depends on the int codes (loss,
   optimizer, schedule), ``fit_intercept``, ``batch_size``, the array shapes (K among
-  them), whether there are weights, the dtype and two booleans that let the program
-  skip dead arithmetic: "some penalty is non-zero" and "SGD has momentum". Every float
-  hyper-parameter (the loss's epsilon, the penalty strengths, optimizer and schedule
-  parameters) is a traced input, so refits with other values reuse the program. The
-  number of epochs in a chunk is rounded up to a power of two (the extra rows are never
-  run), so chunks of different lengths mostly share programs too.
+  them), whether there are weights, the dtype and three booleans that let the program
+  skip dead arithmetic: "some penalty is non-zero", "SGD has momentum" and "the loss
+  derivatives are clipped". Every float hyper-parameter (the loss's epsilon, the
+  penalty strengths, the clip, optimizer and schedule parameters) is a traced input, so
+  refits with other values reuse the program. The number of epochs in a chunk is
+  rounded up to a power of two (the extra rows are never run), so chunks of different
+  lengths mostly share programs too.
 * **Weights and intercepts apart.** The public functions take and return one matrix
   ``theta = [W; b]``, like the other backends; inside the compiled programs it travels
   as the pair ``(W, b)`` of shapes (d, K) and (1, K) (:func:`_split`, :func:`_join`),
@@ -178,9 +185,9 @@ Params = tuple[jax.Array, jax.Array]
 
 _HIGHEST = lax.Precision.HIGHEST
 
-# The traced hyper-parameter vector (float64) of run_epochs: the model's three numbers
+# The traced hyper-parameter vector (float64) of run_epochs: the model's four numbers
 # (see _model_hyper), then the optimizer's four and the schedule's three (see _opt_hyper).
-_N_MODEL_HYPER = 3
+_N_MODEL_HYPER = 4
 
 
 class Data(NamedTuple):
@@ -595,11 +602,16 @@ class _ModelStatic(NamedTuple):
     #: penalty out (a measurable saving per step for small batches). The strengths
     #: themselves stay traced, so all penalised fits share one program.
     penalized: bool
+    #: Whether the loss derivatives are clipped (``max_dloss`` finite); without a clip
+    #: the program is the unclipped one, operation for operation. The bound itself is
+    #: traced (see :func:`_clipped_sample_losses`).
+    clipped: bool = False
 
 
 def _model_static(model: LoweredModel) -> _ModelStatic:
     penalized = model.l2 != 0.0 or model.l1 != 0.0
-    return _ModelStatic(int(model.loss_code), bool(model.fit_intercept), penalized)
+    clipped = bool(np.isfinite(model.max_dloss))
+    return _ModelStatic(int(model.loss_code), bool(model.fit_intercept), penalized, clipped)
 
 
 class _OptStatic(NamedTuple):
@@ -618,8 +630,11 @@ def _opt_static(opt: LoweredOptimizer) -> _OptStatic:
 
 
 def _model_hyper(model: LoweredModel) -> np.ndarray:
-    """The model's float hyper-parameters as a (3,) float64 vector."""
-    return np.array([model.loss_param, model.l2, model.l1], dtype=np.float64)
+    """The model's float hyper-parameters as a (4,) float64 vector: the loss's epsilon,
+    the penalty strengths l2 and l1, the clip ``max_dloss`` (inf for none)."""
+    return np.array(
+        [model.loss_param, model.l2, model.l1, model.max_dloss], dtype=np.float64
+    )
 
 
 def _opt_hyper(opt: LoweredOptimizer) -> np.ndarray:
@@ -687,6 +702,38 @@ def _sample_losses(P: jax.Array, Y: jax.Array, loss_code: int, eps: jax.Array) -
     return losses if losses.ndim == 1 else jnp.sum(losses, axis=1)
 
 
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _clipped_sample_losses(
+    loss_code: int, P: jax.Array, Y: jax.Array, eps: jax.Array, max_dloss: jax.Array
+) -> jax.Array:
+    """:func:`_sample_losses`, with its derivative in ``P`` clipped to ``±max_dloss``.
+
+    The value is that of :func:`_sample_losses`; the derivative (see
+    :func:`_clipped_sample_losses_jvp`) takes each d loss / d p (each of the K outputs of
+    each sample) clipped to ``[-max_dloss, max_dloss]``, scikit-learn SGD's clip. Since
+    the samples' weights multiply the losses afterwards, the reverse pass of
+    ``jax.value_and_grad`` weights the clipped derivatives, as scikit-learn does.
+    ``Y``, ``eps`` and ``max_dloss`` are not differentiated (their tangents are
+    ignored).
+    """
+    return _sample_losses(P, Y, loss_code, eps)
+
+
+@_clipped_sample_losses.defjvp
+def _clipped_sample_losses_jvp(loss_code: int, primals: tuple, tangents: tuple):
+    """The jvp of :func:`_clipped_sample_losses`: ``Σ_k clip(d loss / d p_k)·dp_k``.
+
+    The per-element derivatives are the pullback of ones through the per-sample losses
+    (each loss depends on its own row of ``P`` only), so they are jax's own derivatives
+    of :func:`_sample_losses`, subgradients at the kinks included, then clipped.
+    """
+    P, Y, eps, max_dloss = primals
+    losses, pullback = jax.vjp(lambda P: _sample_losses(P, Y, loss_code, eps), P)
+    (dloss,) = pullback(jnp.ones_like(losses))
+    terms = jnp.clip(dloss, -max_dloss, max_dloss) * tangents[0]
+    return losses, terms if terms.ndim == 1 else jnp.sum(terms, axis=1)
+
+
 def _penalty(W: jax.Array, l2: jax.Array, l1: jax.Array) -> jax.Array:
     """``l2/2·‖W‖² + l1·‖W‖₁`` over all entries; ``w·sign(w)`` has l1 derivative 0 at 0."""
     return 0.5 * l2 * jnp.vdot(W, W, precision=_HIGHEST) + l1 * jnp.sum(W * jnp.sign(W))
@@ -748,7 +795,11 @@ def _loss_sum(
     X, Y, weight = data
     P = jnp.matmul(X, W, precision=_HIGHEST) + b
     eps = model_hyper[0].astype(W.dtype)
-    losses = _sample_losses(P, Y, static.loss_code, eps)
+    if static.clipped:
+        max_dloss = model_hyper[3].astype(W.dtype)
+        losses = _clipped_sample_losses(static.loss_code, P, Y, eps, max_dloss)
+    else:
+        losses = _sample_losses(P, Y, static.loss_code, eps)
     if weight is not None:
         losses = losses * weight
     total = jnp.sum(losses)
@@ -805,10 +856,12 @@ def _batch_loss_grad(params, data, model_hyper, static, block_rows=None, rows=No
         See :func:`_split`.
     data : Data
         The batch, m rows.
-    model_hyper : array, shape (3,)
-        Epsilon and the penalty strengths (float64).
+    model_hyper : array, shape (4,)
+        Epsilon, the penalty strengths and the derivative clip (float64; see
+        :func:`_model_hyper`).
     static : _ModelStatic
-        Loss code, whether the intercept is trained, whether there is a penalty.
+        Loss code, whether the intercept is trained, whether there is a penalty, whether
+        the loss derivatives are clipped.
     block_rows : int, optional
         Fewer than m rows: the loss sum is taken block by block (large full batches on a
         CPU, see :func:`_block_rows`).

@@ -38,6 +38,10 @@ each loss and the weighted objective. How the kernels differ from numpy's:
   runtime test per row (the vector kernels multiply by the weight or by 1.0). A weight
   multiplies the row's loss and loss derivatives, so unit weights give the unweighted
   results bit for bit, and weighted fits compile nothing new.
+- **The loss-derivative clip** ``max_dloss`` (scikit-learn SGD's ``MAX_DLOSS``) is one
+  more runtime float: every kernel clips each per-sample derivative before weighting it
+  (:func:`_clip_dloss`, two comparisons per sample: no measurable cost). ``inf`` leaves
+  every number as it was and compiles nothing new.
 - **Sums in float64.** Predictions, gradients and losses accumulate in float64 even for
   float32 data; parameters, gradients and optimizer slots are stored in the data's
   dtype (float32 in, float32 out).
@@ -277,6 +281,17 @@ def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
 
 
 @njit(**_JIT)
+def _clip_dloss(dl: float, max_dloss: float) -> float:
+    """``dl`` clipped to ``[-max_dloss, max_dloss]``: scikit-learn SGD's clip of the loss
+    derivative. NaN stays NaN, and ``max_dloss = inf`` returns ``dl`` itself."""
+    if dl > max_dloss:
+        return max_dloss
+    if dl < -max_dloss:
+        return -max_dloss
+    return dl
+
+
+@njit(**_JIT)
 def _softmax_cross_entropy(p, label: int) -> float:
     """Softmax cross-entropy of the K logits ``p`` for class ``label``, computed stably
     (the row max subtracted); ``p`` is overwritten with ``softmax(p) − onehot(label)``."""
@@ -298,15 +313,18 @@ def _softmax_cross_entropy(p, label: int) -> float:
 
 
 @njit(**_JIT)
-def _row_loss_and_dloss(p, Y, i, loss_code: int, loss_param: float) -> float:
+def _row_loss_and_dloss(p, Y, i, loss_code: int, loss_param: float, max_dloss: float) -> float:
     """Loss of sample ``i`` summed over its K outputs (targets ``Y[i]``); the predictions
-    ``p`` (K,) are overwritten with d loss / d p."""
+    ``p`` (K,) are overwritten with d loss / d p, each clipped to ``±max_dloss``."""
     if loss_code == LOSS_MULTINOMIAL:
-        return _softmax_cross_entropy(p, int(Y[i, 0]))
+        loss = _softmax_cross_entropy(p, int(Y[i, 0]))
+        for k in range(p.shape[0]):  # softmax − onehot is in [-1, 1]: kept for uniformity
+            p[k] = _clip_dloss(p[k], max_dloss)
+        return loss
     total = 0.0
     for k in range(p.shape[0]):
         loss, dl = _loss_and_dloss(p[k], np.float64(Y[i, k]), loss_code, loss_param)
-        p[k] = dl
+        p[k] = _clip_dloss(dl, max_dloss)
         total += loss
     return total
 
@@ -386,7 +404,7 @@ def _padded(count: int) -> int:
 
 
 @njit(**_JIT)
-def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, acc):
+def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, max_dloss, acc):
     """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once.
 
     Parameters
@@ -401,8 +419,9 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
         k is sample k. Gathered rows are prefetched a few positions ahead.
     lo, hi : int
         Positions in ``rows``.
-    loss_code, loss_param : int, float
-        The loss (a compile-time constant, see :func:`_for_each_loss`).
+    loss_code, loss_param, max_dloss : int, float, float
+        The loss (its code a compile-time constant, see :func:`_for_each_loss`), its
+        parameter and the clip of its derivatives (see :func:`_clip_dloss`).
     acc : ndarray of float64, shape (>= d + 2,)
         ``acc[:d] += s_i·dloss_i·x_i``, ``acc[d] += s_i·dloss_i``, ``acc[d + 1] +=
         s_i·loss_i`` (s_i the sample's weight, 1 without weights).
@@ -425,6 +444,7 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
         for j in range(d):
             p += np.float64(x[j]) * w64[j]
         loss, dl = _loss_and_dloss(p + b, np.float64(y[i]), loss_code, loss_param)
+        dl = _clip_dloss(dl, max_dloss)
         s = np.float64(weight[i]) if weighted else 1.0
         loss *= s
         dl *= s
@@ -438,7 +458,7 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
 
 @njit(**_JIT)
 def _sum_block(
-    X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+    X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, max_dloss, partial
 ):
     """Sum block ``blk`` of the ``n_blocks`` equal blocks of the m positions from ``start``
     into ``partial[blk]``. Serial and parallel both call it, so their partials are equal."""
@@ -446,29 +466,31 @@ def _sum_block(
     acc[:] = 0.0
     lo = start + blk * m // n_blocks
     hi = start + (blk + 1) * m // n_blocks
-    _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, acc)
+    _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, max_dloss, acc)
 
 
 @njit(**_JIT)
 def _blocks_serial(
-    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss, partial
 ):
     """Sum each of the ``n_blocks`` equal blocks of the m positions from ``start`` into its
     row of ``partial``, one block after the other."""
     for blk in range(n_blocks):
         _sum_block(
-            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param,
+            max_dloss, partial,
         )
 
 
 @njit(parallel=True, **_JIT)
 def _blocks_parallel(
-    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+    X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss, partial
 ):
     """:func:`_blocks_serial` with the blocks spread over numba's threads (same partials)."""
     for blk in prange(n_blocks):
         _sum_block(
-            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param, partial
+            X, y, weight, w64, b, rows, start, m, n_blocks, blk, loss_code, loss_param,
+            max_dloss, partial,
         )
 
 
@@ -482,7 +504,7 @@ def _new_scratch(d: int):
 
 @njit(**_JIT)
 def _batch_loss_grad(
-    X, y, weight, theta, rows, start, stop, loss_code, loss_param, l2, l1, fit_intercept,
+    X, y, weight, theta, rows, start, stop, loss_code, loss_param, max_dloss, l2, l1, fit_intercept,
     w64, partial, grad, parallel_min_work,
 ):
     """Mean (weighted) loss plus penalty over a batch, and its gradient written into ``grad``.
@@ -496,7 +518,7 @@ def _batch_loss_grad(
         The epoch's sample order, or empty for X's rows in order.
     start, stop : int
         The batch is positions ``start..stop-1`` of ``rows``.
-    loss_code, loss_param, l2, l1, fit_intercept
+    loss_code, loss_param, max_dloss, l2, l1, fit_intercept
         The lowered model.
     w64 : ndarray of float64, shape (d,)
         Scratch for the weights in float64.
@@ -521,11 +543,13 @@ def _batch_loss_grad(
     n_blocks = _n_blocks(m, partial.shape[0])
     if n_blocks > 1 and m * d >= parallel_min_work:
         _blocks_parallel(
-            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
+            partial,
         )
     else:
         _blocks_serial(
-            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, partial
+            X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
+            partial,
         )
     ww = 0.0
     aw = 0.0
@@ -619,7 +643,7 @@ def _add_row(X, i, dl, acc):
 
 @njit(**_JIT)
 def _accumulate_rows_matrix(
-    X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, p, acc
+    X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, max_dloss, p, acc
 ):
     """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once
     for all K outputs.
@@ -631,7 +655,7 @@ def _accumulate_rows_matrix(
         Sample weights, or empty for none.
     theta_t : ndarray of float64, shape (K, >= d + 1)
         The parameters, transposed: output k's weights then its intercept.
-    rows, lo, hi, loss_code, loss_param
+    rows, lo, hi, loss_code, loss_param, max_dloss
         As in :func:`_accumulate_rows`.
     p : ndarray of float64, shape (K,)
         Scratch for a row's predictions and loss derivatives.
@@ -653,7 +677,7 @@ def _accumulate_rows_matrix(
         else:
             i = k
         _predict(X, i, theta_t, p)
-        loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param)
+        loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
         if weighted:
             s = np.float64(weight[i])
             loss *= s
@@ -666,7 +690,8 @@ def _accumulate_rows_matrix(
 
 @njit(**_JIT)
 def _sum_block_matrix(
-    X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p, partial
+    X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, max_dloss, p,
+    partial,
 ):
     """:func:`_sum_block` for K outputs: block ``blk`` into ``partial[blk]``, with
     ``p[blk]`` as its scratch."""
@@ -676,31 +701,31 @@ def _sum_block_matrix(
     hi = start + (blk + 1) * m // n_blocks
     K = theta_t.shape[0]
     _accumulate_rows_matrix(
-        X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, p[blk, :K], acc
+        X, Y, weight, theta_t, rows, lo, hi, loss_code, loss_param, max_dloss, p[blk, :K], acc
     )
 
 
 @njit(**_JIT)
 def _blocks_serial_matrix(
-    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, max_dloss, p, partial
 ):
     """:func:`_blocks_serial` for K outputs."""
     for blk in range(n_blocks):
         _sum_block_matrix(
-            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p,
-            partial,
+            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param,
+            max_dloss, p, partial,
         )
 
 
 @njit(parallel=True, **_JIT)
 def _blocks_parallel_matrix(
-    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+    X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, max_dloss, p, partial
 ):
     """:func:`_blocks_serial_matrix` with the blocks spread over numba's threads."""
     for blk in prange(n_blocks):
         _sum_block_matrix(
-            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param, p,
-            partial,
+            X, Y, weight, theta_t, rows, start, m, n_blocks, blk, loss_code, loss_param,
+            max_dloss, p, partial,
         )
 
 
@@ -717,7 +742,7 @@ def _new_scratch_matrix(d: int, K: int):
 
 @njit(**_JIT)
 def _batch_loss_grad_matrix(
-    X, Y, weight, theta, rows, start, stop, loss_code, loss_param, l2, l1, fit_intercept,
+    X, Y, weight, theta, rows, start, stop, loss_code, loss_param, max_dloss, l2, l1, fit_intercept,
     theta_t, p, partial, grad, parallel_min_work,
 ):
     """:func:`_batch_loss_grad` for a (d + 1, K) ``theta`` and (n, T) targets ``Y``.
@@ -733,11 +758,13 @@ def _batch_loss_grad_matrix(
     n_blocks = _n_blocks(m, partial.shape[0])
     if n_blocks > 1 and m * d * K >= parallel_min_work:
         _blocks_parallel_matrix(
-            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
+            p, partial,
         )
     else:
         _blocks_serial_matrix(
-            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, p, partial
+            X, Y, weight, theta_t, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
+            p, partial,
         )
     ww = 0.0
     aw = 0.0
@@ -784,7 +811,8 @@ def _loss_grad_kernel(loss_code: int, matrix: bool):
 
     @njit(**_JIT)
     def loss_grad_kernel(
-        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, grad, parallel_min_work
+        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, max_dloss, grad,
+        parallel_min_work,
     ):
         n, d = X.shape
         in_order = np.empty(0, dtype=np.int64)
@@ -792,12 +820,12 @@ def _loss_grad_kernel(loss_code: int, matrix: bool):
         if matrix:
             theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
             return _batch_loss_grad_matrix(
-                X, Y, weight, theta, in_order, start, n, loss_code, loss_param, l2, l1,
+                X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
                 fit_intercept, theta_t, p, partial, grad, parallel_min_work,
             )
         w64, partial = _new_scratch(d)
         return _batch_loss_grad(
-            X, Y, weight, theta, in_order, start, n, loss_code, loss_param, l2, l1,
+            X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
             fit_intercept, w64, partial, grad, parallel_min_work,
         )
 
@@ -813,8 +841,9 @@ def _parallel_min_work() -> int:
     return _PARALLEL_MIN_WORK if get_num_threads() > 1 else np.iinfo(np.int64).max
 
 
-def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool]:
-    """The lowered model as the plain scalars the kernels take; unknown losses raise."""
+def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, float]:
+    """The lowered model as the plain scalars the kernels take, in its fields' order (the
+    clip ``max_dloss`` last, inf for none); unknown losses raise."""
     if model.loss_code not in LOSS_CODES:
         raise ValueError(f"unknown loss code {model.loss_code!r}")
     return (
@@ -823,6 +852,7 @@ def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool]:
         float(model.l2),
         float(model.l1),
         bool(model.fit_intercept),
+        float(model.max_dloss),
     )
 
 
@@ -1031,8 +1061,8 @@ def update(
 
 @njit(**_JIT)
 def _sgd_epochs(
-    X, y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
-    params, schedule_code, schedule_params, epoch_losses,
+    X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
 ):
     """Per-sample SGD (with optional momentum), one output: one fused pass per sample.
 
@@ -1074,6 +1104,7 @@ def _sgd_epochs(
                 for j in range(d):
                     p += np.float64(x[j]) * theta[j]
             loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
+            dl = _clip_dloss(dl, max_dloss)
             s = np.float64(weight[i]) if weighted else 1.0
             loss *= s
             dl *= s
@@ -1124,11 +1155,11 @@ def _sgd_epochs(
 
 
 @njit(**_JIT)
-def _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param) -> float:
+def _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param, max_dloss) -> float:
     """The K predictions of sample ``i`` from ``theta_t``, its weighted loss (returned)
     and its weighted loss derivatives (written into ``p``)."""
     _predict(X, i, theta_t, p)
-    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param)
+    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
     if weight.shape[0] > 0:
         s = np.float64(weight[i])
         loss *= s
@@ -1140,14 +1171,14 @@ def _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param) -> float:
 @njit(**_JIT)
 def _dense_sgd_step(
     X, Y, weight, i, theta_t, trace, p, lr, l2, l1, momentum, nesterov, fit_intercept,
-    loss_code, loss_param,
+    loss_code, loss_param, max_dloss,
 ) -> float:
     """One SGD step on sample ``i`` touching every parameter: the loss and penalty at
     ``theta_t`` (K, >= d + 1, float64), then the step with momentum ``trace`` (K, d + 1).
     The arithmetic of :func:`_batch_loss_grad_matrix` and :func:`_update_kernel` with
     m = 1. Returns the sample's objective."""
     K, d = theta_t.shape[0], X.shape[1]
-    loss = _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param)
+    loss = _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param, max_dloss)
     if l2 != 0.0 or l1 != 0.0:
         ww = 0.0
         aw = 0.0
@@ -1191,7 +1222,7 @@ def _unscale(v, d: int, scale: float) -> float:
 
 @njit(inline="always", **_JIT)
 def _scaled_sgd_step(
-    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param
+    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param, max_dloss
 ):
     """One plain SGD step on sample ``i`` with an l2 (or no) penalty, weights kept scaled.
 
@@ -1214,7 +1245,7 @@ def _scaled_sgd_step(
     for k in range(K):
         p[k] = scale * dots[k] + v[k, d]
     s = np.float64(weight[i]) if weight.shape[0] > 0 else 1.0
-    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param) * s
+    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss) * s
     objective = loss + 0.5 * l2 * (scale * scale * sq)
     scale *= 1.0 - lr * l2
     if abs(scale) < _MIN_SCALE:
@@ -1241,8 +1272,8 @@ def _scaled_sgd_step(
 
 @njit(**_JIT)
 def _sgd_epochs_matrix(
-    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1, fit_intercept,
-    params, schedule_code, schedule_params, epoch_losses,
+    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
 ):
     """Per-sample SGD for K outputs; returns the step count after the last update.
 
@@ -1280,7 +1311,7 @@ def _sgd_epochs_matrix(
             if scaled and (e < n_epochs - 1 or k < n - 1):
                 loss, scale, sq = _scaled_sgd_step(
                     X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code,
-                    loss_param,
+                    loss_param, max_dloss,
                 )
                 total += loss
                 continue
@@ -1289,7 +1320,7 @@ def _sgd_epochs_matrix(
                 scale = 1.0
             total += _dense_sgd_step(
                 X, Y, weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
-                fit_intercept, loss_code, loss_param,
+                fit_intercept, loss_code, loss_param, max_dloss,
             )
         epoch_losses[e] = total / n
     for j in range(d + 1):
@@ -1316,19 +1347,19 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
     @njit(**_JIT)
     def run_epochs_kernel(
         X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
-        fit_intercept, code, params, schedule_code, schedule_params, epoch_losses,
+        fit_intercept, max_dloss, code, params, schedule_code, schedule_params, epoch_losses,
         parallel_min_work,
     ):
         n, d = X.shape
         if batch_size == 1 and n > 1 and code == OPT_SGD:  # n = 1 is a full batch
             if matrix:
                 return _sgd_epochs_matrix(
-                    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1,
-                    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+                    l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
                 )
             return _sgd_epochs(
-                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, l2, l1,
-                fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+                l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
             )
         grad = np.empty_like(theta)
         size = theta.size
@@ -1354,13 +1385,14 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
                 stop = min(start + batch_size, n)
                 if matrix:
                     loss = _batch_loss_grad_matrix(
-                        X, Y, weight, theta, order, start, stop, loss_code, loss_param, l2,
-                        l1, fit_intercept, theta_t, p, partial, grad, parallel_min_work,
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param,
+                        max_dloss, l2, l1, fit_intercept, theta_t, p, partial, grad,
+                        parallel_min_work,
                     )
                 else:
                     loss = _batch_loss_grad(
-                        X, Y, weight, theta, order, start, stop, loss_code, loss_param, l2,
-                        l1, fit_intercept, w64, partial, grad, parallel_min_work,
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param,
+                        max_dloss, l2, l1, fit_intercept, w64, partial, grad, parallel_min_work,
                     )
                 step += 1
                 _update_kernel(

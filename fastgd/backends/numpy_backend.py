@@ -24,10 +24,15 @@ values for the regression losses, {0, 1} for ``logistic``, ±1 for ``hinge``,
 ``multinomial``, one column of class codes 0..K-1. ``weight`` is None (every sample
 weighs 1) or one weight per sample; a batch objective is
 ``(1/m)·Σ_i weight_i·loss_i + penalty`` with ``loss_i`` summed over the K outputs.
+
+The gradient is ``(1/m)·Σ_i weight_i·clip(d loss_i / d p_i)·x_i`` plus the penalty's: each
+loss derivative is clipped to ``[-max_dloss, max_dloss]`` of the :class:`LoweredModel`
+before it is weighted (scikit-learn SGD's ``MAX_DLOSS``; inf, no clip, by default).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -184,6 +189,14 @@ def _residual_loss(code: int, eps: float, r: np.ndarray):
     raise ValueError(f"unknown loss code {code!r}")
 
 
+def _clip_dloss(dloss: np.ndarray, max_dloss: float) -> np.ndarray:
+    """``dloss`` clipped to ``[-max_dloss, max_dloss]`` (NaN stays NaN); itself when
+    ``max_dloss`` is inf."""
+    if math.isinf(max_dloss):
+        return dloss
+    return np.clip(dloss, -max_dloss, max_dloss)
+
+
 def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float, np.ndarray]:
     """Mean (weighted) loss over a batch plus the penalty, and its gradient.
 
@@ -194,7 +207,8 @@ def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float
     theta : ndarray, shape (d + 1, K)
         Weights followed by the intercepts, same dtype as ``X``.
     model : LoweredModel
-        Loss code and parameter, penalty strengths, whether the intercept is trained.
+        Loss code and parameter, penalty strengths, whether the intercept is trained,
+        the clip of the loss derivatives.
 
     Returns
     -------
@@ -204,14 +218,16 @@ def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float
         loss is the softmax cross-entropy of the row).
     grad : ndarray, shape (d + 1, K)
         Its gradient with respect to ``theta`` (the intercept row is 0 when the
-        intercept is not trained); subgradient ``sign(W)`` for the l1 term.
+        intercept is not trained); subgradient ``sign(W)`` for the l1 term. Each
+        ``d loss(p_ik, y_ik) / d p_ik`` is clipped to ``[-max_dloss, max_dloss]``
+        first (a gradient of the loss only when nothing is clipped).
     """
     X, Y, weight = data
     W, b = theta[:-1], theta[-1]
     m = X.shape[0]
     P = X @ W + b
     losses, dloss = _loss_and_dloss(P, Y, model)
-    dloss = dloss.astype(theta.dtype, copy=False)
+    dloss = _clip_dloss(dloss.astype(theta.dtype, copy=False), model.max_dloss)
     if weight is not None:
         losses = losses * weight
         dloss = dloss * weight[:, None]
