@@ -34,6 +34,17 @@ TARGETS = (
      "scikit-learn", "fit|200000x100|float64|sgd1", 1 / 1.5),
     ("jax full gradient <= 2.5x numpy X @ w", "fastgd[jax]", "numpy X @ w",
      "loss_grad|2000000x32|float64|full", 2.5),
+    # K outputs (one-vs-rest, multinomial) and the scikit-learn estimators
+    ("numba one-vs-rest hinge K=10 >= 5x SGDClassifier(n_jobs=1)", "fastgd[numba]",
+     "scikit-learn n_jobs=1", "ovr_hinge|200000x100|float64|sgd1", 1 / 5),
+    ("numba multinomial full-batch epoch (fit) <= 3x numpy X @ W", "fastgd[numba]",
+     "numpy X @ W", "softmax|1000000x64|float64|full", 3.0),
+    ("GDClassifier[numba] <= 1.1x fastgd.fit[numba]", "GDClassifier[numba]",
+     "fastgd.fit[numba]", "estimator|200000x100|float64|hinge10", 1.1),
+    ("GDClassifier[numba] >= 5x SGDClassifier(n_jobs=1)", "GDClassifier[numba]",
+     "SGDClassifier n_jobs=1", "estimator|200000x100|float64|hinge10", 1 / 5),
+    ("GDClassifier[numba] >= 3x SGDClassifier(n_jobs=-1)", "GDClassifier[numba]",
+     "SGDClassifier n_jobs=-1", "estimator|200000x100|float64|hinge10", 1 / 3),
 )
 
 _PEER_NAMES = {
