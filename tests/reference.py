@@ -187,7 +187,9 @@ def loss_grad(
     X : sequence of m rows of d floats
     y : sequence of m targets (a float, or a list of K floats / of one class code)
     theta : d + 1 floats, or d + 1 rows of K floats (weights, then intercepts)
-    model : (loss_code, loss_param, l2, l1, fit_intercept)
+    model : (loss_code, loss_param, l2, l1, fit_intercept[, max_dloss])
+        ``max_dloss`` (inf when left out): each ``dloss_ik`` is clipped to
+        ``[-max_dloss, max_dloss]`` before its weight multiplies it.
     weights : sequence of m floats, optional (all 1)
 
     Returns
@@ -198,7 +200,8 @@ def loss_grad(
         ``(1/m)·Σ_i s_i·dloss_i·x_i + penalty_grad(W)``, then ``(1/m)·Σ_i s_i·dloss_i``
         for the intercepts (0 when they are not trained).
     """
-    loss_code, loss_param, l2, l1, fit_intercept = model
+    loss_code, loss_param, l2, l1, fit_intercept, *clip = model
+    max_dloss = clip[0] if clip else math.inf
     theta, vector = as_matrix(theta)
     m, d, K = len(X), len(theta) - 1, len(theta[0])
     weights = [1.0] * m if weights is None else weights
@@ -207,6 +210,7 @@ def loss_grad(
     grad_b = [0.0] * K
     for x, target, s in zip(X, y, weights, strict=True):
         value, dp = row_loss(loss_code, loss_param, predict(x, theta), target)
+        dp = [min(max(v, -max_dloss), max_dloss) for v in dp]
         total += s * value
         for k in range(K):
             for j in range(d):
