@@ -73,7 +73,9 @@ def _check_finite(name: str, a: np.ndarray) -> None:
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         where = tuple(int(i) for i in bad)
-        raise ValueError(f"{name} must be finite, found {a[where].item()!r} at index {where}")
+        raise ValueError(
+            f"{name} must be finite (no NaN or inf), found {a[where].item()!r} at index {where}"
+        )
 
 
 def check_X(X: object, *, n_features: int | None = None, dtype=None) -> np.ndarray:

@@ -218,8 +218,10 @@ class _GDBase(BaseEstimator):
     def _fit_or_partial(self, X, y, sample_weight, *, partial, classes=None, coef_init=None,
                         intercept_init=None):
         first = not partial or getattr(self, "_theta", None) is None
+        # finiteness is checked once, by fastgd.fit (one threaded pass over X)
         X, y = validate_data(self, X, y, reset=first, dtype=[np.float64, np.float32],
-                             y_numeric=not isinstance(self, ClassifierMixin))
+                             y_numeric=not isinstance(self, ClassifierMixin),
+                             ensure_all_finite=False)
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -459,30 +461,42 @@ class GDClassifier(ClassifierMixin, _GDBase):
         K = len(self.classes_)
         return K if (K > 2 or self.loss == "multinomial") else 1
 
-    def _set_classes(self, y, classes, partial: bool) -> None:
+    def _set_classes(self, y, classes, partial: bool) -> np.ndarray | None:
+        """Set ``classes_``; returns the class codes of ``y`` when they came for free."""
         check_classification_targets(y)
         if partial and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
-        found = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+        codes = None
+        if classes is None:
+            found, codes = np.unique(y, return_inverse=True)
+        else:
+            found = np.unique(np.asarray(classes))
         if found.shape[0] < 2:
             raise ValueError(
                 f"The number of classes has to be greater than one; got {found.shape[0]} class"
             )
         self.classes_ = found
+        return codes
+
+    def _codes(self, y) -> np.ndarray:
+        """Positions of the labels ``y`` in ``classes_``; unknown labels raise."""
+        codes = np.searchsorted(self.classes_, y)
+        known = codes < len(self.classes_)
+        known[known] = self.classes_[codes[known]] == y[known]
+        if not known.all():
+            raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: "
+                             f"{y[~known][0]!r}")
+        return codes
 
     def _targets(self, X, y, weights, *, partial, first, classes):
         """Kernel targets, weights and whether the classes train apart (see the module)."""
-        if first:
-            self._set_classes(y, classes, partial)
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+        codes = self._set_classes(y, classes, partial) if first else None
+        if not first and classes is not None and not np.array_equal(np.unique(classes),
+                                                                     self.classes_):
             raise ValueError(f"classes={classes!r} differs from the first call's "
                              f"{self.classes_.tolist()}")
-        codes = np.searchsorted(self.classes_, y)
-        unknown = (codes >= len(self.classes_)) | (self.classes_[np.minimum(
-            codes, len(self.classes_) - 1)] != y)
-        if unknown.any():
-            raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: "
-                             f"{y[unknown][0]!r}")
+        if codes is None:
+            codes = self._codes(y)
         class_weights = self._class_weights(y, partial)
         K = len(self.classes_)
         if self.loss == "multinomial" or K == 2:
