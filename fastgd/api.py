@@ -556,8 +556,10 @@ def _epoch_in_chunks(kernels, chunks: ChunkedRows, theta, state, rng, shuffle, p
     n = chunks.n
     full_batch = plan.batch_size >= n
     total, grad_sum = 0.0, None
-    for chunk in chunks.chunk_order(rng, shuffle):
-        X, Y, weight = chunks.load(chunk)
+    order = chunks.chunk_order(rng, shuffle)
+    for position, chunk in enumerate(order):
+        following = order[position + 1] if position + 1 < len(order) else None
+        X, Y, weight = chunks.load(chunk, following)
         m = X.shape[0]
         data, theta = kernels.prepare(X, Y, theta, placement, weight)
         if full_batch:  # accumulate the chunk's share of the full-batch gradient

@@ -3,9 +3,11 @@
 When the rows of X (with their targets and weights) take more bytes than the memory
 budget, :func:`fastgd.fit` walks each epoch in chunks of consecutive rows of at most the
 budget: the chunks in a shuffled order (drawn in numpy, one permutation of the chunks per
-epoch), the rows of each chunk shuffled within it, each chunk read sequentially from X
-(typically a ``np.memmap`` on disk) into one reused buffer and handed to the backend. So
-every backend walks the same batches, and the reads are sequential, not random.
+epoch), the rows of each chunk shuffled within it. Each chunk is handed to the backend as
+a view of X; when X is a ``np.memmap``, the operating system is asked to read the chunk's
+pages in order first, and the next chunk's while this one trains (see
+:class:`ChunkedRows`). Every backend walks the same batches, and the file is read
+sequentially, not at random, without a copy of X in the process's memory.
 
 What a batch is, with chunks:
 
@@ -21,6 +23,7 @@ What a batch is, with chunks:
 from __future__ import annotations
 
 import math
+import mmap
 import os
 
 import numpy as np
@@ -43,19 +46,6 @@ def _available_host_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-#: Alignment of the chunk buffer: jax on a CPU then uses it in place instead of copying it.
-_ALIGNMENT = 64
-
-
-def _aligned_empty(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array starting at a ``_ALIGNMENT``-byte boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = shape[0] * shape[1] * dtype.itemsize
-    raw = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
-    offset = -raw.ctypes.data % _ALIGNMENT
-    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
-
-
 def default_memory_budget(device_free_bytes: int | None = None) -> int:
     """Half of the free memory of the device (when given) or of the host, in bytes."""
     free = device_free_bytes if device_free_bytes is not None else _available_host_bytes()
@@ -67,13 +57,32 @@ def rows_per_chunk(budget: int, bytes_per_row: int) -> int:
     return max(1, budget // bytes_per_row)
 
 
+def _file_map(X: np.ndarray) -> tuple[mmap.mmap, int] | None:
+    """The ``mmap`` behind X (a ``np.memmap`` or a view of one) and the byte offset of X's
+    first row in it, or None for X in memory."""
+    base = X
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    mapped = getattr(base, "_mmap", None)
+    if mapped is None or mapped.closed:
+        return None
+    start = np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data
+    return mapped, X.ctypes.data - start
+
+
 class ChunkedRows:
-    """The rows of (X, Y, weight) as chunks of consecutive rows, read into one buffer.
+    """The rows of (X, Y, weight) as chunks of consecutive rows, read in place.
+
+    A chunk is a view of X. When X lives in a file (a ``np.memmap``), the operating
+    system is asked (``madvise(MADV_WILLNEED)``) to read a chunk's pages sequentially
+    before the chunk is used, and the next chunk's while it trains: the file is read in
+    order, in the background, whatever order the rows are then visited in, and no copy
+    of X is made (its pages are the page cache's, not the process's anonymous memory).
 
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        C-contiguous (a ``np.memmap`` is read in place, chunk by chunk).
+        C-contiguous, possibly a ``np.memmap`` (or a view of one).
     Y : ndarray, shape (n, T)
     weight : ndarray of shape (n,) or None
     rows : int
@@ -85,19 +94,31 @@ class ChunkedRows:
         self.n = X.shape[0]
         self.rows = rows
         self.n_chunks = math.ceil(self.n / rows)
-        self._buffer = _aligned_empty((rows, X.shape[1]), X.dtype)
+        self._file = _file_map(X)
 
     def bounds(self, chunk: int) -> tuple[int, int]:
         start = chunk * self.rows
         return start, min(start + self.rows, self.n)
 
-    def load(self, chunk: int):
-        """Chunk ``chunk`` as ``(X_rows, Y_rows, weight_rows)``; X is read into the buffer."""
+    def load(self, chunk: int, following: int | None = None):
+        """Chunk ``chunk`` as views ``(X_rows, Y_rows, weight_rows)``; its pages and those
+        of chunk ``following`` (the next one to train) are asked for, in order."""
+        for wanted in (chunk, following):
+            if wanted is not None:
+                self._advise(*self.bounds(wanted))
         start, stop = self.bounds(chunk)
-        X = self._buffer[: stop - start]
-        np.copyto(X, self.X[start:stop])
         weight = None if self.weight is None else self.weight[start:stop]
-        return X, self.Y[start:stop], weight
+        return self.X[start:stop], self.Y[start:stop], weight
+
+    def _advise(self, start: int, stop: int) -> None:
+        """Ask the operating system to read rows ``start..stop-1`` of a file-backed X."""
+        if self._file is None or not hasattr(mmap, "MADV_WILLNEED"):
+            return
+        mapped, offset = self._file
+        row_bytes = self.X.strides[0]
+        first = offset + start * row_bytes
+        aligned = first - first % mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_WILLNEED, aligned, offset + stop * row_bytes - aligned)
 
     def chunk_order(self, rng: np.random.Generator, shuffle: bool) -> np.ndarray:
         """The order of the chunks in one epoch: a permutation when shuffling."""

@@ -88,3 +88,20 @@ def test_bad_memory_budget_is_named(budget):
     X, y = problem("squared")
     with pytest.raises((ValueError, TypeError), match="memory_budget"):
         fastgd.fit(X, y, memory_budget=budget)
+
+
+def test_file_backed_rows_are_found_in_their_mapping(tmp_path):
+    """The pages asked for are X's: the mapping and X's offset in it are right, also for a
+    memmap that starts past a header and for a view of a view."""
+    header = 4096 + 24
+    path = tmp_path / "X.bin"
+    path.write_bytes(b"\0" * header + np.arange(60, dtype=np.float64).tobytes())
+    X = np.memmap(path, dtype=np.float64, mode="r", offset=header, shape=(20, 3))
+    rows = np.asarray(X.view(np.ndarray)[5:])
+    mapped, offset = chunks._file_map(rows)
+    start = offset + 2 * rows.strides[0]  # row 7 of X
+    assert np.frombuffer(mapped[start : start + 8], dtype=np.float64)[0] == 21.0
+    chunked = chunks.ChunkedRows(rows, np.zeros((15, 1)), None, rows=4)
+    X_rows, _, _ = chunked.load(1, following=2)  # asks for rows 4..11 of the view
+    np.testing.assert_array_equal(X_rows, rows[4:8])
+    assert chunks._file_map(np.zeros((3, 3))) is None

@@ -130,6 +130,10 @@ _PREFETCH_BYTES = 4096
 _LINE = 8
 #: Per-sample SGD with K > 1 folds its shared weight scale into the weights below this.
 _MIN_SCALE = 1e-9
+#: Per-sample SGD with K > 1 runs groups of outputs on numba's threads from this many
+#: entries (samples x features x outputs) per epoch, ``_SGD_CHUNK`` samples at a time.
+_SGD_PARALLEL_MIN_WORK = 1 << 20
+_SGD_CHUNK = 2048
 
 #: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
 _VECTOR_LOSS_CODES = tuple(code for code in LOSS_CODES if code != LOSS_MULTINOMIAL)
@@ -583,18 +587,24 @@ def _transpose_into(theta, theta_t):
 
 @njit(**_JIT)
 def _dots(X, i, v, out):
-    """``out[k] = X[i] · v[k, :d]`` for the K rows of ``v`` (K, >= d), in float64.
+    """``out[k] = X[i] · v[k, :d]`` for the K rows of ``v`` (K, >= d), in float64."""
+    _dots_range(X, i, v, 0, v.shape[0], out)
+
+
+@njit(**_JIT)
+def _dots_range(X, i, v, lo, hi, out):
+    """``out[k] = X[i] · v[k, :d]`` for the rows ``lo <= k < hi`` of ``v`` (>= hi, >= d).
 
     Four rows share each pass over ``X[i]``: four independent sums per loop (more
     instruction-level parallelism, a quarter of the loads of x) run about 1.4x faster
     than one dot product after the other. Arrays are indexed in 2-D, not through row
     views: a view per row costs a reference count update, which is as slow as a short
-    dot product.
+    dot product. Row k's sum is the same whatever ``lo`` is, as long as ``k − lo`` is a
+    multiple of 4 (see :func:`_output_groups`).
     """
     d = X.shape[1]
-    K = v.shape[0]
-    k = 0
-    while k + 4 <= K:
+    k = lo
+    while k + 4 <= hi:
         s0 = s1 = s2 = s3 = 0.0
         for j in range(d):
             xj = np.float64(X[i, j])
@@ -604,7 +614,7 @@ def _dots(X, i, v, out):
             s3 += xj * v[k + 3, j]
         out[k], out[k + 1], out[k + 2], out[k + 3] = s0, s1, s2, s3
         k += 4
-    if k + 2 <= K:
+    if k + 2 <= hi:
         s0 = s1 = 0.0
         for j in range(d):
             xj = np.float64(X[i, j])
@@ -612,7 +622,7 @@ def _dots(X, i, v, out):
             s1 += xj * v[k + 1, j]
         out[k], out[k + 1] = s0, s1
         k += 2
-    if k < K:
+    if k < hi:
         s0 = 0.0
         for j in range(d):
             s0 += np.float64(X[i, j]) * v[k, j]
@@ -839,6 +849,15 @@ _LOSS_GRAD_MATRIX = _for_each_loss(lambda code: _loss_grad_kernel(code, True))
 def _parallel_min_work() -> int:
     """``_PARALLEL_MIN_WORK``, or never parallel when numba runs one thread."""
     return _PARALLEL_MIN_WORK if get_num_threads() > 1 else np.iinfo(np.int64).max
+
+
+def _sgd_groups(X: np.ndarray, theta: np.ndarray) -> int:
+    """How many output groups per-sample SGD may run in parallel: numba's thread count
+    from ``_SGD_PARALLEL_MIN_WORK`` entries (n·d·K) per epoch, else 1 (serial)."""
+    n, d = X.shape
+    if n * d * theta.shape[1] < _SGD_PARALLEL_MIN_WORK:
+        return 1
+    return get_num_threads()
 
 
 def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, float]:
@@ -1271,9 +1290,137 @@ def _scaled_sgd_step(
 
 
 @njit(**_JIT)
+def _output_groups(K: int, n_groups: int):
+    """Cut the K outputs into at most ``n_groups`` ranges of nearly equal size, as the
+    int64 bounds ``[0, …, K]``.
+
+    Cuts fall only where :func:`_dots` starts a row tier (after each block of 4 rows,
+    and after the pair that follows them), so every output's dot product, hence its
+    whole step, is computed by the same loop in its group as in one pass over all K.
+    """
+    tiers = np.empty(K // 4 + 2, dtype=np.int64)  # the possible cuts, increasing, then K
+    count = 0
+    for k in range(4, K + 1, 4):
+        tiers[count] = k
+        count += 1
+    if K - K // 4 * 4 >= 2:
+        tiers[count] = K // 4 * 4 + 2
+        count += 1
+    if count == 0 or tiers[count - 1] != K:
+        tiers[count] = K
+        count += 1
+    n_groups = max(1, min(n_groups, count))
+    bounds = np.empty(n_groups + 1, dtype=np.int64)
+    bounds[0] = 0
+    used = 1
+    for g in range(1, n_groups):
+        target = g * K / n_groups
+        best = -1
+        for c in range(count - 1):  # the nearest cut above the previous one, below K
+            if tiers[c] > bounds[used - 1] and (
+                best < 0 or abs(tiers[c] - target) < abs(best - target)
+            ):
+                best = tiers[c]
+        if best < 0:
+            break
+        bounds[used] = best
+        used += 1
+    bounds[used] = K
+    return bounds[: used + 1]
+
+
+@njit(**_JIT)
+def _group_sgd_steps(
+    X, Y, weight, v, order, start, m, lo, hi, lrs, scales, dots, losses, steps, slopes,
+    fit_intercept, loss_code, loss_param, max_dloss,
+):
+    """:func:`_scaled_sgd_step` on the samples ``order[start:start + m]`` for the outputs
+    ``lo <= k < hi`` only, their arithmetic unchanged.
+
+    Step t's learning rate is ``lrs[t]``, its scale ``scales[t]`` before the shrink and
+    ``scales[t + 1]`` after it (computed once, by the caller: no scale is folded in
+    here). What the objective and the squared norm need is written at ``[k, t]``: the
+    loss of output k in ``losses``, and the norm's change as ``steps[k, t] ·
+    slopes[k, t]`` (both 0 where the margin is met); :func:`_sum_group_steps` adds them.
+    """
+    d = X.shape[1]
+    n = order.shape[0]
+    ahead = _prefetch_distance(X)
+    weighted = weight.shape[0] > 0
+    for t in range(m):
+        pos = start + t
+        i = order[pos]
+        if pos + ahead < n:
+            _prefetch_row(X, order[pos + ahead])
+        _dots_range(X, i, v, lo, hi, dots)
+        scale = scales[t]
+        shrunk = scales[t + 1]  # read once, as the serial loop's (invariant) scale
+        lr = lrs[t]
+        s = np.float64(weight[i]) if weighted else 1.0
+        xx = -1.0  # ‖x‖², computed on the first loss step
+        for k in range(lo, hi):
+            loss, dl = _loss_and_dloss(
+                scale * dots[k] + v[k, d], np.float64(Y[i, k]), loss_code, loss_param
+            )
+            losses[k, t] = loss
+            dl = _clip_dloss(dl, max_dloss) * s
+            c = 0.0
+            slope = 0.0
+            if dl != 0.0:
+                if xx < 0.0:
+                    xx = 0.0
+                    for j in range(d):
+                        xx += np.float64(X[i, j]) * X[i, j]
+                c = -lr * dl / shrunk
+                for j in range(d):
+                    v[k, j] += c * X[i, j]
+                slope = 2.0 * dots[k] + c * xx
+                if fit_intercept:
+                    v[k, d] -= lr * dl
+            steps[k, t] = c
+            slopes[k, t] = slope
+
+
+@njit(parallel=True, **_JIT)
+def _groups_parallel(
+    X, Y, weight, v, order, start, m, bounds, lrs, scales, dots, losses, steps, slopes,
+    fit_intercept, loss_code, loss_param, max_dloss,
+):
+    """:func:`_group_sgd_steps` for each output group, the groups spread over numba's
+    threads (each walks all m samples for its own outputs)."""
+    for g in prange(bounds.shape[0] - 1):
+        _group_sgd_steps(
+            X, Y, weight, v, order, start, m, bounds[g], bounds[g + 1], lrs, scales, dots[g],
+            losses, steps, slopes, fit_intercept, loss_code, loss_param, max_dloss,
+        )
+
+
+@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
+def _sum_group_steps(weight, order, start, m, l2, scales, losses, steps, slopes, total, sq):
+    """The objectives of the m steps of :func:`_group_sgd_steps`, added to ``total``, and
+    the squared norm ``sq`` after them: the sums of :func:`_scaled_sgd_step`, output by
+    output in the same order (compiled without reassociation, so that they stay
+    sequential). Returns ``(total, sq)``."""
+    K = losses.shape[0]
+    weighted = weight.shape[0] > 0
+    for t in range(m):
+        loss = 0.0
+        for k in range(K):
+            loss += losses[k, t]
+        s = np.float64(weight[order[start + t]]) if weighted else 1.0
+        scale = scales[t]
+        loss *= s
+        objective = loss + 0.5 * l2 * (scale * scale * sq)
+        total += objective
+        for k in range(K):
+            sq += steps[k, t] * slopes[k, t]
+    return total, sq
+
+
+@njit(**_JIT)
 def _sgd_epochs_matrix(
     X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
-    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses, n_groups,
 ):
     """Per-sample SGD for K outputs; returns the step count after the last update.
 
@@ -1283,6 +1430,14 @@ def _sgd_epochs_matrix(
     weights are kept scaled (:func:`_scaled_sgd_step`): their squared norm is recomputed
     exactly at each epoch's start, and the last step of the call is taken dense on the
     unscaled weights, so that the trace (the last gradient) is exact.
+
+    With ``n_groups`` > 1, scaled steps with independent outputs (not multinomial) run in
+    up to ``n_groups`` output groups on numba's threads (:func:`_output_groups`), ``_SGD_CHUNK`` samples at a time: the scales and
+    learning rates of a chunk are computed first, each group then walks the chunk's
+    samples for its own outputs (:func:`_groups_parallel`), and the chunk's objectives
+    and squared norms are summed after it, output by output in the serial order
+    (:func:`_sum_group_steps`). A step that folds the scale is taken on all outputs at
+    once, as in the serial loop. Bit for bit the serial loop's results.
     """
     n, d = X.shape
     K = theta.shape[1]
@@ -1298,11 +1453,56 @@ def _sgd_epochs_matrix(
     p = np.empty(K)
     scale = 1.0
     n_epochs = epoch_losses.shape[0]
+    if not scaled or loss_code == LOSS_MULTINOMIAL:
+        n_groups = 1
+    bounds = _output_groups(K, n_groups)
+    grouped = bounds.shape[0] > 2
+    chunk = min(n, _SGD_CHUNK) if grouped else 0
+    lrs = np.empty(chunk)
+    scales = np.empty(chunk + 1)
+    group_dots = np.empty((bounds.shape[0] - 1 if grouped else 0, _padded(K)))
+    losses = np.empty((K if grouped else 0, chunk))
+    steps = np.empty_like(losses)
+    slopes = np.empty_like(losses)
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
         sq = _squared_norm(v, d)
         total = 0.0
-        for k in range(n):
+        pos = 0
+        if grouped:
+            end = n - 1 if e == n_epochs - 1 else n  # the call's last step: below
+            while pos < end:
+                m = 0  # the chunk's steps, up to the one that folds the scale
+                scales[0] = scale
+                while m < min(chunk, end - pos):
+                    lr = _learning_rate(schedule_code, schedule_params, step + m + 1)
+                    shrunk = scales[m] * (1.0 - lr * l2)
+                    if abs(shrunk) < _MIN_SCALE:
+                        break
+                    lrs[m] = lr
+                    scales[m + 1] = shrunk
+                    m += 1
+                if m == 0:  # this step folds the scale: all outputs at once
+                    step += 1
+                    lr = _learning_rate(schedule_code, schedule_params, step)
+                    loss, scale, sq = _scaled_sgd_step(
+                        X, Y, weight, order[pos], v, scale, sq, dots, p, lr, l2,
+                        fit_intercept, loss_code, loss_param, max_dloss,
+                    )
+                    total += loss
+                    pos += 1
+                    continue
+                _groups_parallel(
+                    X, Y, weight, v, order, pos, m, bounds, lrs, scales, group_dots, losses,
+                    steps, slopes, fit_intercept, loss_code, loss_param, max_dloss,
+                )
+                total, sq = _sum_group_steps(
+                    weight, order, pos, m, l2, scales, losses, steps, slopes, total, sq
+                )
+                scale = scales[m]
+                step += m
+                pos += m
+        for k in range(pos, n):
             i = order[k]
             if k + ahead < n:
                 _prefetch_row(X, order[k + ahead])
@@ -1348,7 +1548,7 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
     def run_epochs_kernel(
         X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
         fit_intercept, max_dloss, code, params, schedule_code, schedule_params, epoch_losses,
-        parallel_min_work,
+        parallel_min_work, sgd_groups,
     ):
         n, d = X.shape
         if batch_size == 1 and n > 1 and code == OPT_SGD:  # n = 1 is a full batch
@@ -1356,6 +1556,7 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
                 return _sgd_epochs_matrix(
                     X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
                     l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                    sgd_groups,
                 )
             return _sgd_epochs(
                 X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
@@ -1467,7 +1668,7 @@ def run_epochs(
     weight = _weight_arg(weight, X.dtype)
     rest = (
         int(step), _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
-        *_opt_args(opt), epoch_losses, _parallel_min_work(),
+        *_opt_args(opt), epoch_losses, _parallel_min_work(), _sgd_groups(X, theta),
     )
     if _is_vector(loss_code, theta):
         step = _RUN_EPOCHS[loss_code](
