@@ -1,5 +1,6 @@
 """What only the numba backend promises: compilation flags, one kernel family per output
-count, parallel = serial, unit weights = no weights, float64 sums, the scaled SGD path.
+count, parallel = serial (gradient blocks and per-sample output groups), unit weights = no
+weights, float64 sums, the scaled SGD path.
 
 Cross-backend parity (numba equals numpy) lives in the shared, backend-parametrized
 tests; the comparisons with the numpy backend here check numba-only code paths (the
@@ -396,6 +397,33 @@ def test_scaled_sgd_matches_numpy_over_calls():
         pieces.append(losses)
     np.testing.assert_allclose(split, whole[0], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(np.concatenate(pieces), whole[2], rtol=1e-13)
+
+
+@pytest.mark.parametrize("lr,l2", [(0.05, 0.01), (0.5, 0.9)])  # 0.9: folds every ~26 steps
+def test_per_sample_sgd_output_groups_equal_one_thread_bit_for_bit(monkeypatch, lr, l2):
+    # K = 10 outputs in two groups on two threads, chunk after chunk (and, with a large
+    # l2, a folded scale every few dozen steps): the serial loop's results, bit for bit.
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only")
+    assert nb._output_groups(10, 2).tolist() == [0, 4, 10]  # cuts where _dots' tiers do
+    assert nb._output_groups(7, 3).tolist() == [0, 4, 6, 7]
+    assert nb._output_groups(2, 2).tolist() == [0, 2]  # one pair: nothing to split
+    monkeypatch.setattr(nb, "_SGD_PARALLEL_MIN_WORK", 0)
+    n = 2 * nb._SGD_CHUNK + 37
+    data, theta = _problem("hinge", n, 12, 10, seed=8, weights=True)
+    model, opt = _model("hinge", l2=l2), lower_optimizer(SGD(lr=lr))
+    orders = _orders(n)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _run(data, theta, orders, 1, model, opt)
+        numba.set_num_threads(2)
+        assert nb._sgd_groups(data.X, theta) == 2
+        two = _run(data, theta, orders, 1, model, opt)
+    finally:
+        numba.set_num_threads(before)
+    for serial, grouped in zip(one, two, strict=True):
+        np.testing.assert_array_equal(grouped, serial)
 
 
 def test_update_decays_the_weights_not_the_intercepts():
