@@ -96,7 +96,8 @@ def test_finite_check_passes_huge_finite_values_whose_sum_overflows():
 def test_finite_check_of_a_large_y():
     y = _large().ravel()
     y[-2] = np.nan
-    with pytest.raises(ValueError, match=r"y must be finite, found nan at index \("):
+    message = r"y must be finite \(no NaN or inf\), found nan at index \("
+    with pytest.raises(ValueError, match=message):
         check_X_y(np.zeros((y.shape[0], 1)), y)
 
 
