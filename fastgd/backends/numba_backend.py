@@ -599,39 +599,14 @@ def _dots(X, i, v, out):
     views: a view per row costs a reference count update, which is as slow as a short
     dot product.
     """
-    d = X.shape[1]
-    K = v.shape[0]
-    k = 0
-    while k + 4 <= K:
-        s0 = s1 = s2 = s3 = 0.0
-        for j in range(d):
-            xj = np.float64(X[i, j])
-            s0 += xj * v[k, j]
-            s1 += xj * v[k + 1, j]
-            s2 += xj * v[k + 2, j]
-            s3 += xj * v[k + 3, j]
-        out[k], out[k + 1], out[k + 2], out[k + 3] = s0, s1, s2, s3
-        k += 4
-    if k + 2 <= K:
-        s0 = s1 = 0.0
-        for j in range(d):
-            xj = np.float64(X[i, j])
-            s0 += xj * v[k, j]
-            s1 += xj * v[k + 1, j]
-        out[k], out[k + 1] = s0, s1
-        k += 2
-    if k < K:
-        s0 = 0.0
-        for j in range(d):
-            s0 += np.float64(X[i, j]) * v[k, j]
-        out[k] = s0
+    _dots_range(X, i, v, 0, v.shape[0], out)
 
 
 @njit(**_JIT)
 def _dots_range(X, i, v, lo, hi, out):
-    """:func:`_dots` for the rows ``lo <= k < hi`` of ``v`` (>= hi, >= d), the same loops:
-    row k's sum is :func:`_dots`'s when ``lo`` and ``hi`` fall where :func:`_dots`'s row
-    tiers (4 rows, then 2, then 1) start or end (see :func:`_output_groups`)."""
+    """:func:`_dots` for the rows ``lo <= k < hi`` of ``v``: four rows per pass over X's
+    row, then two, then one; row k's sum is the one over all rows when ``lo`` and ``hi``
+    fall where those tiers start or end (see :func:`_output_groups`)."""
     d = X.shape[1]
     k = lo
     while k + 4 <= hi:
