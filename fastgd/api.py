@@ -421,7 +421,7 @@ def fit(
         Bytes of rows (X with its targets and weights) the backend holds at once. When
         the data take more, every epoch walks chunks of at most this size (see
         :mod:`fastgd.chunks`: chunks in a shuffled order, rows shuffled within each chunk,
-        each chunk read sequentially into one reused buffer). Default: no chunks for data
+        each read in place, a memmap's pages asked for in order first). Default: no chunks for data
         in memory; for a ``np.memmap`` X, or a jax accelerator, half of the free host or
         device memory.
     max_dloss : float
@@ -680,9 +680,12 @@ def check_grad(
         plus, minus = theta.copy(), theta.copy()
         plus[i] += h
         minus[i] -= h
-        # the data are already placed, so prepare() only moves the perturbed theta.
-        f_plus = kernels.loss_grad(data, kernels.prepare(X, Y, plus, None)[1], model)[0]
-        f_minus = kernels.loss_grad(data, kernels.prepare(X, Y, minus, None)[1], model)[0]
+        # data.X and data.Y are already placed, so prepare() only moves the perturbed theta
+        # (handing it the host X would copy X to a jax device twice per parameter)
+        f_plus = kernels.loss_grad(data, kernels.prepare(data.X, data.Y, plus, None)[1],
+                                   model)[0]
+        f_minus = kernels.loss_grad(data, kernels.prepare(data.X, data.Y, minus, None)[1],
+                                    model)[0]
         numeric[i] = (float(f_plus) - float(f_minus)) / (float(plus[i]) - float(minus[i]))
     scale = max(float(np.linalg.norm(numeric)), np.finfo(np.float64).tiny)
     return float(np.linalg.norm(grad - numeric)) / scale
