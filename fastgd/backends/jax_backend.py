@@ -149,7 +149,7 @@ from jax.experimental import multihost_utils
 from jax.experimental.xla_metadata import set_xla_metadata
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .._rows import map_row_ranges
+from .._rows import map_row_ranges, staging_buffer
 from ..specs import (
     LOSS_EPSILON_INSENSITIVE,
     LOSS_HINGE,
@@ -1181,18 +1181,6 @@ def prepare(
 _CPU_ALIGNMENT = 64
 
 
-def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A zero-filled C-contiguous array whose buffer starts at a ``_CPU_ALIGNMENT`` boundary.
-
-    Its memory comes from ``np.zeros``, so pages never written cost nothing.
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buffer = np.zeros(nbytes + _CPU_ALIGNMENT, dtype=np.uint8)
-    offset = -buffer.ctypes.data % _CPU_ALIGNMENT
-    return buffer[offset : offset + nbytes].view(dtype).reshape(shape)
-
-
 def _cpu_aligned(a: np.ndarray) -> np.ndarray:
     """``a`` itself if jax can use its buffer on a CPU, else an aligned copy of it.
 
@@ -1205,7 +1193,7 @@ def _cpu_aligned(a: np.ndarray) -> np.ndarray:
     """
     if not isinstance(a, np.ndarray) or a.ctypes.data % _CPU_ALIGNMENT == 0:
         return a
-    out = _aligned_empty(a.shape, a.dtype)
+    out = staging_buffer(a.shape, a.dtype)
     map_row_ranges(lambda start, stop: np.copyto(out[start:stop], a[start:stop]), a)
     return out
 
@@ -1331,7 +1319,7 @@ def _padded_epochs(orders: np.ndarray, full_batch: bool) -> np.ndarray:
     if full_batch:
         return np.zeros((padded, 0), dtype=np.int32)
     dtype = np.int32 if n < 2**31 else np.int64
-    out = _aligned_empty((padded, n), dtype)
+    out = staging_buffer((padded, n), dtype)
     out[:n_epochs] = orders
     return out
 
