@@ -105,8 +105,10 @@ def map_row_ranges(func: Callable[[int, int], T], a: np.ndarray) -> list[T]:
 #: Smallest buffer :func:`staging_buffer` maps itself (below it, numpy's allocator).
 MIN_MAPPED_BYTES = 4 * 2**20
 
-#: Mappings the staging pool keeps for reuse (the most recently used ones).
-STAGING_KEEP = 2
+#: Mappings the staging pool keeps for reuse (the most recently used ones): a jax fit on
+#: a CPU stages X and its epoch orders, and jax lets go of the buffers of a fit only at its
+#: next transfer, after the next fit has staged its own; four cover two fits.
+STAGING_KEEP = 4
 
 _staging: list[mmap.mmap] = []
 _staging_lock = threading.Lock()

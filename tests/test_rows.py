@@ -167,3 +167,82 @@ def test_threaded_check_works_in_a_forked_child():
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the finite check hung in a forked child")
+
+
+# ------------------------------------------------------------ staging buffers
+
+STAGED_SHAPE = (_rows.MIN_MAPPED_BYTES // 8 // 16 + 1, 16)  # just above the mapped size
+
+
+@pytest.fixture
+def empty_pool():
+    _rows.release_staging()
+    yield
+    _rows.release_staging()
+
+
+@pytest.mark.usefixtures("empty_pool")
+def test_staging_buffer_is_page_aligned_and_reused_once_free():
+    first = _rows.staging_buffer(STAGED_SHAPE, np.float64)
+    assert first.shape == STAGED_SHAPE and first.dtype == np.float64
+    assert first.ctypes.data % 4096 == 0 and first.flags.c_contiguous and first.flags.writeable
+    address = first.ctypes.data
+    del first
+    again = _rows.staging_buffer(STAGED_SHAPE, np.float64)
+    assert again.ctypes.data == address, "a free buffer of the same size is handed out again"
+
+
+@pytest.mark.usefixtures("empty_pool")
+def test_staging_buffer_in_use_is_never_handed_out_twice():
+    first = _rows.staging_buffer(STAGED_SHAPE, np.float64)
+    view = first[3:5]  # a view alone keeps the buffer in use
+    del first
+    second = _rows.staging_buffer(STAGED_SHAPE, np.float64)
+    second[:] = 2.0
+    view[:] = 1.0
+    assert np.all(second == 2.0) and np.all(view == 1.0)
+
+
+@pytest.mark.usefixtures("empty_pool")
+def test_staging_pool_keeps_at_most_its_limit_of_free_buffers():
+    kept = [_rows.staging_buffer(STAGED_SHAPE, np.float64) for _ in range(_rows.STAGING_KEEP + 2)]
+    del kept
+    _rows.staging_buffer((STAGED_SHAPE[0] + 1, 16), np.float64)
+    assert len(_rows._staging) == _rows.STAGING_KEEP
+    _rows.release_staging()
+    assert _rows._staging == []
+
+
+def test_small_staging_buffers_are_zeros_from_numpy():
+    small = _rows.staging_buffer((3, 5), np.float32)
+    assert small.shape == (3, 5) and small.ctypes.data % 64 == 0 and np.all(small == 0)
+
+
+def _wait_until_a_staging_buffer_is_free(timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _rows._free_positions():
+        assert time.monotonic() < deadline, "no staging buffer was freed"
+        time.sleep(0.001)
+
+
+@pytest.mark.usefixtures("empty_pool")
+def test_jax_data_keep_their_values_when_another_fit_reuses_the_pool():
+    jax = pytest.importorskip("jax")
+    from fastgd.backends import jax_backend as jb
+
+    X1 = np.ones((STAGED_SHAPE[0], 16))[1:]  # a view: not 64-byte aligned, so it is copied
+    X2 = np.full_like(X1, 3.0)
+    assert X1.ctypes.data % 64 != 0
+    y = np.zeros((X1.shape[0], 1))
+    theta = np.zeros((17, 1))
+    data1, _ = jb.prepare(X1, y, theta, device="cpu")
+    data2, _ = jb.prepare(X2, y, theta, device="cpu")
+    assert np.all(np.asarray(data1.X) == 1.0) and np.all(np.asarray(data2.X) == 3.0)
+    address = data1.X.unsafe_buffer_pointer()
+    del data1
+    # jax lets go of the numpy buffer behind a deleted array at its next transfer
+    jax.device_put(np.zeros(1)).block_until_ready()
+    _wait_until_a_staging_buffer_is_free()
+    data3, _ = jb.prepare(X2, y, theta, device="cpu")
+    assert data3.X.unsafe_buffer_pointer() == address, "the freed copy is reused"
+    assert np.all(np.asarray(data2.X) == 3.0) and np.all(np.asarray(data3.X) == 3.0)
