@@ -1,5 +1,6 @@
 """fastgd: gradient descent for linear models, written three ways (numpy, numba, jax)."""
 
+from ._rows import release_staging as release_staging_buffers
 from .api import DivergenceError, FitResult, check_grad, fit
 from .backends import available_backends, get_backend
 from .data import make_classification, make_regression
@@ -59,6 +60,7 @@ __all__ = [
     "invscaling",
     "make_classification",
     "make_regression",
+    "release_staging_buffers",
 ]
 
 

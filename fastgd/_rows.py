@@ -21,7 +21,12 @@ from typing import TypeVar
 import numpy as np
 
 __all__ = [
-    "MIN_PARALLEL_BYTES", "usable_cpus", "row_ranges", "map_row_ranges", "staging_buffer", "release_staging",
+    "MIN_PARALLEL_BYTES",
+    "usable_cpus",
+    "row_ranges",
+    "map_row_ranges",
+    "staging_buffer",
+    "release_staging",
 ]
 
 T = TypeVar("T")

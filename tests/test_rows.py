@@ -209,7 +209,7 @@ def test_staging_pool_keeps_at_most_its_limit_of_free_buffers():
     del kept
     _rows.staging_buffer((STAGED_SHAPE[0] + 1, 16), np.float64)
     assert len(_rows._staging) == _rows.STAGING_KEEP
-    _rows.release_staging()
+    fastgd.release_staging_buffers()
     assert _rows._staging == []
 
 
