@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="floating-point type (default both)")
     cmp.add_argument("--repeat", type=_positive_int, metavar="K",
                      help="at most K timed fits per cell, median reported; a cell stops "
-                     "earlier once stable or out of its time budget (default 30, quick 20)")
+                     "earlier once stable or out of its time budget (default 60, quick 50)")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     cmp.set_defaults(subparser=cmp)
     sub.add_parser("info", help="versions, devices, threads, caches, float64 support")

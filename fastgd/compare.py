@@ -24,6 +24,7 @@ import datetime
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ class CompareConfig:
     sizes: tuple[tuple[int, int], ...] = tuple((n, DEFAULT_FEATURES) for n in DEFAULT_SIZES)
     dtypes: tuple[str, ...] = DTYPES
     backends: tuple[str, ...] = ()
-    repeat: int = 30
+    repeat: int = 60
     budget_s: float = 3.0
     min_runs: int = 5
     stable_spread: float = 0.05
@@ -140,7 +141,7 @@ class CompareConfig:
         """The ``--quick`` settings (about 20 s on two cores), with ``overrides`` applied."""
         base = cls(
             sizes=tuple((n, DEFAULT_FEATURES) for n in QUICK_SIZES),
-            repeat=20,
+            repeat=50,
             budget_s=0.6,
             bandwidth_bytes=128 * 2**20,
             bandwidth_repeat=3,
@@ -237,8 +238,9 @@ class _Cell:
         self.result = None
         self.error: str | None = None
 
-    def run(self) -> None:
-        """One fit (a failure is recorded, not raised: it must not hide the others)."""
+    def run(self, timed: bool = True) -> None:
+        """One fit (a failure is recorded, not raised: it must not hide the others); the
+        first of a compiled backend is its warm-up, and ``timed=False`` keeps no time."""
         try:
             result = _fit(self.problem, self.X, self.y, self.backend, self.device)
         except Exception as exc:
@@ -247,8 +249,9 @@ class _Cell:
         if self.first_call_s is None and self.backend != "numpy":  # the warm-up compiles
             self.first_call_s = result.fit_time
             return
-        self.times.append(result.fit_time)
-        self.result = result
+        if timed:
+            self.times.append(result.fit_time)
+            self.result = result
 
     def row(self) -> dict:
         n, d = self.X.shape
@@ -273,10 +276,37 @@ class _Cell:
         return row
 
 
+#: Timed fits a cell runs in a row each round.
+BLOCK_FITS = 3
+
+
+def _quiesce(step_s: float = 0.005, idle_cpu_s: float = 0.0005, max_s: float = 0.5) -> None:
+    """Wait until this process's threads are idle: until a sleep of ``step_s`` costs the
+    process less than ``idle_cpu_s`` of CPU time (at most ``max_s``).
+
+    Worker threads keep spinning on the cores for a while after their last task: on the
+    2-core machine fastgd is developed on, OpenBLAS's (numpy's products) for about 100 ms,
+    numba's OpenMP threads for about 10 ms, XLA's not at all. A fit that starts among
+    them runs on fewer cores, and a parallel one waits for its descheduled workers: fits
+    of a few hundred microseconds took up to six times as long.
+    """
+    deadline = time.perf_counter() + max_s
+    while time.perf_counter() < deadline:
+        cpu = time.process_time()
+        time.sleep(step_s)
+        if time.process_time() - cpu < idle_cpu_s:
+            return
+
+
 def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
-    """Warm every cell up, then fit them in rounds, one fit each per round, until each is
-    settled: the runners share the machine's noisy moments alike. The order rotates from
-    round to round so that no runner always follows the same one."""
+    """Warm every cell up, then fit them in rounds until each is settled: the runners
+    share the machine's noisy moments alike, and the order rotates from round to round
+    so that no runner always follows the same one.
+
+    Each round a cell runs, once the previous cell's threads are idle (see
+    :func:`_quiesce`), one untimed fit that wakes its own threads up, then up to
+    :data:`BLOCK_FITS` timed fits in a row.
+    """
     for cell in cells:
         if cell.backend != "numpy":
             cell.run()
@@ -285,7 +315,12 @@ def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
     while active:
         shift = rounds % len(active)
         for cell in active[shift:] + active[:shift]:
-            cell.run()
+            _quiesce()
+            cell.run(timed=False)  # wakes the cell's own threads up
+            for _ in range(BLOCK_FITS):
+                if cell.error is not None or _settled(cell.times, cfg, cell.problem.epochs):
+                    break
+                cell.run()
         active = [c for c in active
                   if c.error is None and not _settled(c.times, cfg, c.problem.epochs)]
         rounds += 1
@@ -384,7 +419,9 @@ def _settings(cfg: CompareConfig, backends, targets) -> dict:
         },
         "timing": "median of FitResult.fit_time over the timed fits, divided by epochs; the "
         "backends of a cell are warmed up, then fitted in interleaved rounds (rotating "
-        "order) until each has min_runs fits with spread (IQR / median) <= stable_spread, "
+        "order; each round, once the threads of the previous runner are idle, one "
+        f"untimed fit, then up to {BLOCK_FITS} timed ones in a row) "
+        "until each has min_runs fits with spread (IQR / median) <= stable_spread, "
         "repeat fits, or budget_s seconds of fits; a spread above "
         f"{UNSTABLE_SPREAD} marks the figure unstable",
         "effective_gbs": "n*(d+1)*itemsize bytes per epoch / time per epoch, 1 GB = 1e9 B",

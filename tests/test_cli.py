@@ -139,3 +139,64 @@ def test_out_must_be_a_directory(capsys, tmp_path):
     target.write_text("x")
     err = _error(capsys, *TINY, "--backends", "numpy", "--out", str(target))
     assert "exists and is not a directory" in err
+
+
+def test_compare_rounds_time_blocks_after_an_untimed_fit(monkeypatch):
+    """Each round: one untimed fit, then timed ones; times stop at ``repeat`` fits."""
+    from fastgd import compare
+
+    calls = []
+    real_fit = compare._fit
+
+    def counted(problem, X, y, backend, device):
+        calls.append(backend)
+        return real_fit(problem, X, y, backend, device)
+
+    monkeypatch.setattr(compare, "_fit", counted)
+    X, y, _ = fastgd.make_regression(64, 4, seed=0)
+    cfg = compare.CompareConfig(repeat=4, budget_s=60.0, min_runs=4, stable_spread=10.0)
+    cells = [compare._Cell(compare.PROBLEMS["gd"], X, y, b, "cpu") for b in ("numpy", "numba")]
+    compare._time_interleaved(cells, cfg)
+    for cell in cells:
+        assert cell.error is None and len(cell.times) == 4
+    # numpy: 2 rounds x (1 untimed + at most 3 timed); numba adds its compiling warm-up
+    assert calls.count("numpy") == 2 + 4
+    assert calls.count("numba") == 1 + 2 + 4
+
+
+def test_quiesce_waits_for_busy_threads_and_is_bounded():
+    import threading
+    import time
+
+    from fastgd.compare import _quiesce
+
+    start = time.perf_counter()
+    _quiesce(max_s=1.0)
+    assert time.perf_counter() - start < 0.5, "an idle process waits one step or so"
+
+    stop = time.perf_counter() + 0.3
+
+    def spin():
+        while time.perf_counter() < stop:
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        start = time.perf_counter()
+        _quiesce(max_s=2.0)
+        waited = time.perf_counter() - start
+    finally:
+        worker.join(timeout=5)
+    assert 0.2 <= waited < 1.5, f"waited {waited:.3f} s for a thread busy for 0.3 s"
+
+    stop = time.perf_counter() + 5.0
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        start = time.perf_counter()
+        _quiesce(max_s=0.2)
+        assert time.perf_counter() - start < 0.6, "never longer than max_s (and one step)"
+    finally:
+        stop = 0.0
+        worker.join(timeout=10)
