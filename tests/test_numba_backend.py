@@ -93,9 +93,11 @@ def test_every_kernel_is_cached_and_keeps_nan_checks():
         "_scaled_sgd_step",
     } <= set(kernels)
     for family in ("", "_MATRIX"):
-        for kind in ("_RUN_EPOCHS", "_LOSS_GRAD"):
-            for code, entry in getattr(nb, kind + family).items():
-                kernels[f"{kind}{family} entry {code}"] = entry
+        for code, entry in getattr(nb, "_LOSS_GRAD" + family).items():
+            kernels[f"_LOSS_GRAD{family} entry {code}"] = entry
+    for key, entries in nb._RUN_EPOCHS.items():
+        for code, entry in entries.items():
+            kernels[f"_RUN_EPOCHS{key} entry {code}"] = entry
     for name, kernel in kernels.items():
         assert isinstance(kernel._cache, numba.core.caching.FunctionCache), name
         flags = kernel.targetoptions.get("fastmath", set())
@@ -105,10 +107,14 @@ def test_every_kernel_is_cached_and_keeps_nan_checks():
     assert kernels["_blocks_parallel_matrix"].targetoptions.get("parallel")
 
 
-def test_one_entry_per_loss_and_family():
-    assert set(nb._RUN_EPOCHS_MATRIX) == set(nb._LOSS_GRAD_MATRIX) == set(LOSS_CODES)
+def test_one_entry_per_loss_family_and_loop():
     vector_codes = set(LOSS_CODES) - {LOSS_MULTINOMIAL}  # a softmax needs K >= 2
-    assert set(nb._RUN_EPOCHS) == set(nb._LOSS_GRAD) == vector_codes
+    assert set(nb._LOSS_GRAD_MATRIX) == set(LOSS_CODES)
+    assert set(nb._LOSS_GRAD) == vector_codes
+    assert set(nb._RUN_EPOCHS) == {(m, s) for m in (False, True) for s in (False, True)}
+    for per_sample in (False, True):
+        assert set(nb._RUN_EPOCHS[True, per_sample]) == set(LOSS_CODES)
+        assert set(nb._RUN_EPOCHS[False, per_sample]) == vector_codes
     theta = np.zeros((4, 1))
     assert nb._is_vector(0, theta) and not nb._is_vector(LOSS_MULTINOMIAL, theta)
     assert not nb._is_vector(0, np.zeros((4, 3)))
@@ -126,8 +132,8 @@ def test_one_specialization_per_loss_dtype_and_family_whatever_the_rest():
     code = Squared.code
     fastgd.fit(X, y, optimizer="sgd", batch_size=1, epochs=2, backend="numba")
     fastgd.fit(X, Y, optimizer="sgd", batch_size=1, epochs=2, backend="numba")
-    compiled = set(nb._RUN_EPOCHS[code].signatures)
-    compiled_matrix = set(nb._RUN_EPOCHS_MATRIX[code].signatures)
+    compiled = set(nb._RUN_EPOCHS[False, True][code].signatures)
+    compiled_matrix = set(nb._RUN_EPOCHS[True, True][code].signatures)
     # one float64 version with writable X (other tests of the session may have compiled
     # float32 or read-only-X versions too: count this test's kind only)
     assert len(float64_writable(compiled)) == len(float64_writable(compiled_matrix)) == 1
@@ -141,8 +147,29 @@ def test_one_specialization_per_loss_dtype_and_family_whatever_the_rest():
         for target in (y, Y):
             fastgd.fit(X, target, optimizer=optimizer, batch_size=batch, epochs=2,
                        penalty=penalty, sample_weight=sample_weight, backend="numba")
-    assert set(nb._RUN_EPOCHS[code].signatures) == compiled
-    assert set(nb._RUN_EPOCHS_MATRIX[code].signatures) == compiled_matrix
+    assert set(nb._RUN_EPOCHS[False, True][code].signatures) == compiled
+    assert set(nb._RUN_EPOCHS[True, True][code].signatures) == compiled_matrix
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_a_fit_runs_only_the_loop_it_needs(monkeypatch, per_sample):
+    """Per-sample SGD and batches are separate compiled loops: a fit compiles (calls)
+    only its own, so a first full-batch fit does not wait for the per-sample one."""
+    X, y, _ = fastgd.make_regression(40, 3)
+    code = Squared.code
+    for matrix in (False, True):
+        entries = dict(nb._RUN_EPOCHS[matrix, not per_sample])
+
+        def refuse(*args, _matrix=matrix):
+            raise AssertionError(f"the other loop ran (matrix={_matrix})")
+
+        entries[code] = refuse
+        monkeypatch.setitem(nb._RUN_EPOCHS, (matrix, not per_sample), entries)
+    batch_sizes = [1] if per_sample else [None, 8]
+    for batch_size in batch_sizes:
+        for target in (y, np.stack([y, -y], axis=1)):
+            result = fastgd.fit(X, target, batch_size=batch_size, epochs=2, backend="numba")
+            assert np.all(np.isfinite(result.coef))
 
 
 # ---------------------------------------------------------------- non-finite values

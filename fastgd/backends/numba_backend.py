@@ -1629,9 +1629,11 @@ def _sgd_epochs_grouped(
 # ------------------------------------------------------------------- training loop
 
 
-def _run_epochs_kernel(loss_code: int, matrix: bool):
-    """The compiled training loop for one loss code (see :func:`_for_each_loss`) and one
-    kernel family: K outputs when ``matrix`` (a compile-time constant), else one.
+def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
+    """The compiled training loop for one loss code (see :func:`_for_each_loss`), one
+    kernel family (K outputs when ``matrix``, else one) and one kind of update: plain SGD
+    one sample at a time when ``per_sample``, else batches (the flags are compile-time
+    constants: a fit compiles only the loop it runs).
 
     The kernel runs every batch of ``epoch_losses.shape[0]`` epochs and returns the final
     step count. Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's
@@ -1647,7 +1649,7 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
         parallel_min_work, sgd_groups,
     ):
         n, d = X.shape
-        if batch_size == 1 and n > 1 and code == OPT_SGD:  # n = 1 is a full batch
+        if per_sample:
             if matrix:
                 scaled = params[0] == 0.0 and l1 == 0.0
                 if sgd_groups > 1 and scaled and loss_code != LOSS_MULTINOMIAL:
@@ -1711,8 +1713,15 @@ def _run_epochs_kernel(loss_code: int, matrix: bool):
     return run_epochs_kernel
 
 
-_RUN_EPOCHS = _for_each_loss(lambda code: _run_epochs_kernel(code, False), _VECTOR_LOSS_CODES)
-_RUN_EPOCHS_MATRIX = _for_each_loss(lambda code: _run_epochs_kernel(code, True))
+#: The training loops, by (matrix, per_sample) and then loss code.
+_RUN_EPOCHS = {
+    (matrix, per_sample): _for_each_loss(
+        lambda code, m=matrix, s=per_sample: _run_epochs_kernel(code, m, s),
+        LOSS_CODES if matrix else _VECTOR_LOSS_CODES,
+    )
+    for matrix in (False, True)
+    for per_sample in (False, True)
+}
 
 
 def _kernel_orders(orders: np.ndarray, full_batch: bool) -> np.ndarray:
@@ -1774,10 +1783,11 @@ def run_epochs(
         int(step), _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
         *_opt_args(opt), epoch_losses, _parallel_min_work(), _sgd_groups(X, theta),
     )
+    per_sample = batch_size == 1 and n > 1 and opt.code == OPT_SGD  # n = 1 is a full batch
     if _is_vector(loss_code, theta):
-        step = _RUN_EPOCHS[loss_code](
+        step = _RUN_EPOCHS[False, per_sample][loss_code](
             X, _flat(Y), weight, _flat(theta), np.reshape(slots, (2, -1), copy=False), *rest
         )
     else:
-        step = _RUN_EPOCHS_MATRIX[loss_code](X, Y, weight, theta, slots, *rest)
+        step = _RUN_EPOCHS[True, per_sample][loss_code](X, Y, weight, theta, slots, *rest)
     return theta, (int(step), slots), epoch_losses
