@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export FASTGD_JAX_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench targets lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	    --benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds \
 	    --benchmark-json=results/bench.json
 	$(BIN)/python bench/summary.py results/bench.json
+
+# The speed targets of the large problems, runners interleaved in one process (a few minutes).
+targets: $(STAMP)
+	$(BIN)/python bench/targets.py
 
 clean:
 	rm -rf $(VENV) .cache results/quick

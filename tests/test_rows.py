@@ -218,6 +218,17 @@ def test_small_staging_buffers_are_zeros_from_numpy():
     assert small.shape == (3, 5) and small.ctypes.data % 64 == 0 and np.all(small == 0)
 
 
+def _misaligned(shape: tuple[int, int], value: float) -> np.ndarray:
+    """A float64 array of ``value`` starting 16 bytes past a 64-byte boundary."""
+    nbytes = shape[0] * shape[1] * 8
+    raw = np.empty(nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data % 64) + 16
+    a = raw[start : start + nbytes].view(np.float64).reshape(shape)
+    a[...] = value
+    assert a.ctypes.data % 64 == 16
+    return a
+
+
 def _wait_until_a_staging_buffer_is_free(timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not _rows._free_positions():
@@ -230,9 +241,7 @@ def test_jax_data_keep_their_values_when_another_fit_reuses_the_pool():
     jax = pytest.importorskip("jax")
     from fastgd.backends import jax_backend as jb
 
-    X1 = np.ones((STAGED_SHAPE[0], 16))[1:]  # a view: not 64-byte aligned, so it is copied
-    X2 = np.full_like(X1, 3.0)
-    assert X1.ctypes.data % 64 != 0
+    X1, X2 = _misaligned(STAGED_SHAPE, 1.0), _misaligned(STAGED_SHAPE, 3.0)  # so: copied
     y = np.zeros((X1.shape[0], 1))
     theta = np.zeros((17, 1))
     data1, _ = jb.prepare(X1, y, theta, device="cpu")
