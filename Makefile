@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check fastgd tests bench
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The PyTorch peer runs when torch is installed (`pip install "fastgd[torch]"`); the
 # one-sample torch loop on the large problem only with FASTGD_BENCH_HEAVY=1.
