@@ -300,9 +300,14 @@ def epoch_orders(rng: np.random.Generator, n: int, n_epochs: int, shuffle: bool)
         Without shuffling, a read-only view of one row 0..n-1 repeated (stride 0): no
         (n_epochs, n) array is built.
     """
+    in_order = np.arange(n, dtype=np.int64)
     if not shuffle:
-        return np.broadcast_to(np.arange(n, dtype=np.int64), (n_epochs, n))
-    return np.stack([rng.permutation(n).astype(np.int64) for _ in range(n_epochs)])
+        return np.broadcast_to(in_order, (n_epochs, n))
+    orders = np.empty((n_epochs, n), dtype=np.int64)
+    for order in orders:  # rng.permutation(n), written in place: the same permutations
+        order[...] = in_order
+        rng.shuffle(order)
+    return orders
 
 
 def make_regression(
