@@ -134,15 +134,19 @@ def _check_unit_interval(name: str, value: object, *, closed_right: bool = True)
 # --------------------------------------------------------------------------- losses
 
 
+class _WithoutParameter:
+    """A loss with no parameter of its own: its lowered ``loss_param`` is 0."""
+
+    def param(self) -> float:
+        return 0.0
+
+
 @dataclass(frozen=True)
-class Squared:
+class Squared(_WithoutParameter):
     """Squared error, ½ (p − y)² per sample; d loss / d p = p − y."""
 
     code = LOSS_SQUARED
     kind = "regression"
-
-    def param(self) -> float:
-        return 0.0
 
 
 @dataclass(frozen=True)
@@ -191,58 +195,43 @@ class SquaredEpsilonInsensitive:
 
 
 @dataclass(frozen=True)
-class Logistic:
+class Logistic(_WithoutParameter):
     """Logistic loss for labels y ∈ {0, 1}: log(1 + eᵖ) − y·p; d/dp = sigmoid(p) − y."""
 
     code = LOSS_LOGISTIC
     kind = "binary"
 
-    def param(self) -> float:
-        return 0.0
-
 
 @dataclass(frozen=True)
-class Hinge:
+class Hinge(_WithoutParameter):
     """Linear SVM loss, scikit-learn's ``hinge``: max(0, 1 − s·p), s = ±1 the label."""
 
     code = LOSS_HINGE
     kind = "binary"
 
-    def param(self) -> float:
-        return 0.0
-
 
 @dataclass(frozen=True)
-class SquaredHinge:
+class SquaredHinge(_WithoutParameter):
     """scikit-learn's ``squared_hinge``: max(0, 1 − s·p)², s = ±1 the label."""
 
     code = LOSS_SQUARED_HINGE
     kind = "binary"
 
-    def param(self) -> float:
-        return 0.0
-
 
 @dataclass(frozen=True)
-class ModifiedHuber:
+class ModifiedHuber(_WithoutParameter):
     """scikit-learn's ``modified_huber``, z = s·p: max(0, 1 − z)² for z ≥ −1, else −4z."""
 
     code = LOSS_MODIFIED_HUBER
     kind = "binary"
 
-    def param(self) -> float:
-        return 0.0
-
 
 @dataclass(frozen=True)
-class Multinomial:
+class Multinomial(_WithoutParameter):
     """Softmax cross-entropy over K classes: logsumexp(p) − p_y for integer labels y."""
 
     code = LOSS_MULTINOMIAL
     kind = "multinomial"
-
-    def param(self) -> float:
-        return 0.0
 
 
 Loss = (
