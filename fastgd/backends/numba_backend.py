@@ -445,6 +445,9 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
     ahead = _prefetch_distance(X)
     # Rows in order are prefetched too in a small batch (the next batch's rows arrive
     # during this one and the update between them); a long block streams by itself.
+    # The row choice below is written out here and in _accumulate_rows_matrix: a shared
+    # helper, even inlined, kept its branches inside the loop (mini-batch Adam in order
+    # 47 -> 57 ms, shuffled 123 -> 146 ms).
     hint_in_order = not gathered and hi - lo < _BLOCK_ROWS
     loss_sum = 0.0
     dloss_sum = 0.0
