@@ -1309,10 +1309,10 @@ def update(
 def _padded_epochs(orders: np.ndarray, full_batch: bool) -> np.ndarray:
     """``orders`` as int32 with its epoch count rounded up to a power of two.
 
-    The padding rows are zeros that are never run. The buffer is aligned, so on a CPU
-    jax uses it in place: the padding rows are pages that nothing ever writes or reads,
-    and cost neither time nor memory traffic. With a full batch the order is not used,
-    so only a (E', 0) placeholder travels to the device.
+    The padding rows are never run: their contents are whatever the staging buffer held
+    (see :func:`staging_buffer`), and nothing writes or reads them. The buffer is aligned,
+    so on a CPU jax uses it in place. With a full batch the order is not used, so only a
+    (E', 0) placeholder travels to the device.
     """
     n_epochs, n = orders.shape
     padded = 1 << (n_epochs - 1).bit_length()
