@@ -28,11 +28,13 @@ Sections (float64 throughout, the problems of ``bench/test_bench_fit.py``):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import numpy as np
 from peers import OptaxLoop, sklearn_sgd
@@ -44,6 +46,13 @@ from fastgd.data import check_X_y, epoch_orders
 from fastgd.specs import SGD, Adam, Squared, lower_model, lower_optimizer
 
 Runner = Callable[[], object]
+
+
+@functools.cache
+def problem(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 regression problem of shape (n, d), made once for every section."""
+    X, y, _ = fastgd.make_regression(n, d, dtype=np.float64, seed=0)
+    return X, y
 
 
 def _row_sum_kernel():
@@ -121,7 +130,7 @@ def theta_of(res: fastgd.FitResult) -> np.ndarray:
 
 
 def per_sample_sgd(rounds: int) -> None:
-    X, y, _ = fastgd.make_regression(200_000, 100, dtype=np.float64, seed=0)
+    X, y = problem(200_000, 100)
 
     def numba_fit():
         return fastgd.fit(X, y, optimizer=SGD(lr=1e-3), batch_size=1, epochs=5,
@@ -138,7 +147,7 @@ def per_sample_sgd(rounds: int) -> None:
 
 def mini_batch_adam(rounds: int) -> None:
     n, d = 200_000, 100
-    X, y, _ = fastgd.make_regression(n, d, dtype=np.float64, seed=0)
+    X, y = problem(n, d)
 
     def fit(backend: str, shuffle: bool) -> Runner:
         return lambda: fastgd.fit(X, y, optimizer=Adam(lr=1e-3), batch_size=64, epochs=5,
@@ -195,7 +204,7 @@ class _TimedRunEpochs:
 
 def full_batch(rounds: int) -> None:
     n, d, epochs = 2_000_000, 32, 10
-    X, y, _ = fastgd.make_regression(n, d, dtype=np.float64, seed=0)
+    X, y = problem(n, d)
     w = np.zeros(d)
     runners: dict[str, Runner] = {"numpy X @ w": lambda: X @ w,
                                   "numpy X.sum()": X.sum,
@@ -210,13 +219,10 @@ def full_batch(rounds: int) -> None:
         check(f"full batch {name}", theta_of(fit()), reference, 1e-10)
         runners[f"fit {name}"] = fit
         timers[name] = _TimedRunEpochs(get_backend(name))
-    for timer in timers.values():
-        timer.__enter__()
-    try:
-        times = interleaved(runners, rounds)
-    finally:
+    with ExitStack() as stack:
         for timer in timers.values():
-            timer.__exit__()
+            stack.enter_context(timer)
+        times = interleaved(runners, rounds)
     for name, timer in timers.items():  # one run_epochs call per fit (no order is drawn)
         times[f"  of which run_epochs ({name})"] = np.array(timer.seconds)
         times[f"  of which the rest ({name})"] = times[f"fit {name}"] - timer.seconds
@@ -231,7 +237,7 @@ def full_batch(rounds: int) -> None:
 
 def bare_kernel(rounds: int) -> None:
     n, d, epochs = 2_000_000, 32, 10
-    X, y, _ = fastgd.make_regression(n, d, dtype=np.float64, seed=0)
+    X, y = problem(n, d)
     w = np.zeros(d)
     model = lower_model(Squared(), 0.0, 0.0, True)
     opt = lower_optimizer(SGD(lr=0.1))
