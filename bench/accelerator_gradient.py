@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fastgd.backends import jax_backend as jb
+import fastgd.backends.jax as jb
 from fastgd.specs import Squared, lower_model
 
 D = 64

@@ -80,7 +80,7 @@ def test_fit(benchmark, backend, size, mode_name, dtype):
 def test_jax_run_epochs(benchmark, size, mode_name, dtype):
     """The jax backend's ``run_epochs`` alone, X and y already on the device."""
     pytest.importorskip("jax")
-    from fastgd.backends import jax_backend as jb
+    import fastgd.backends.jax as jb
 
     X, y, mode, reference = _setup(benchmark, size, dtype, mode_name, "fastgd[jax] run_epochs")
     n, d = X.shape

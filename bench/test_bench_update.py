@@ -24,7 +24,7 @@ from benchutil import (
 )
 
 import fastgd
-from fastgd.backends import numpy_backend
+import fastgd.backends.numpy as numpy_backend
 from fastgd.specs import SGD, Adam, lower_optimizer
 
 OPTIMIZERS = {"sgd": lower_optimizer(SGD(lr=0.01)), "adam": lower_optimizer(Adam(lr=0.01))}

@@ -127,7 +127,7 @@ def jax_mesh() -> dict[str, object] | None:
     """The mesh ``fit(backend="jax", devices="all")`` would train on; None without jax.
 
     ``devices="all"`` is every device of ``jax.devices()``: jax's default platform, the
-    devices of every process (see ``fastgd.backends.jax_backend``).
+    devices of every process (see ``fastgd.backends.jax``).
 
     Returns
     -------

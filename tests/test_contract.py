@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import pathlib
 
 import numpy as np
 import pytest
@@ -42,19 +43,30 @@ def test_every_backend_has_the_numpy_signature(backend, name):
     )
 
 
-def test_backend_modules_do_not_import_each_other(backend):
-    module = fastgd.get_backend(backend)
-    tree = ast.parse(inspect.getsource(module))
-    others = {path.rsplit(".", 1)[1] for path in BACKEND_MODULES.values()}
-    others.discard(module.__name__.rsplit(".", 1)[1])
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            names = {node.module or ""} | {alias.name for alias in node.names}
-        elif isinstance(node, ast.Import):
-            names = {alias.name for alias in node.names}
-        else:
-            continue
-        assert not any(other in name for other in others for name in names), names
+def imported_modules(path: pathlib.Path, package: str) -> set[str]:
+    """The absolute names of the modules a source file imports (relative imports resolved
+    against ``package``, the package the file belongs to)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_backend_packages_do_not_import_each_other(backend):
+    package = fastgd.get_backend(backend)
+    others = set(BACKEND_MODULES.values()) - {package.__name__}
+    files = sorted(pathlib.Path(package.__file__).parent.glob("*.py"))
+    assert files
+    for path in files:
+        for name in imported_modules(path, package.__name__):
+            assert not any(name == o or name.startswith(o + ".") for o in others), (path, name)
 
 
 def test_kernels_return_the_documented_shapes_and_dtypes(backend, dtype):

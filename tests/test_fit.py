@@ -10,7 +10,7 @@ import reference as ref
 from helpers import as_list, as_rows, lowered, model_for, problem, rel_err, theta_of
 
 import fastgd
-from fastgd.backends import numpy_backend
+import fastgd.backends.numpy as numpy_backend
 
 
 @pytest.mark.parametrize(("batch_size", "per_epoch"), [(None, 1), (37, 1), (8, 5), (1, 37)])

@@ -28,7 +28,7 @@ from fastgd.specs import (
 )
 
 numba = pytest.importorskip("numba")
-nb = pytest.importorskip("fastgd.backends.numba_backend")
+nb = pytest.importorskip("fastgd.backends.numba")
 ref = fastgd.get_backend("numpy")
 
 #: Loss names in code order.

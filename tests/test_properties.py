@@ -85,7 +85,7 @@ def test_epoch_orders_are_permutations(n, d, epochs, shuffle, seed):
 )
 def test_numpy_per_sample_losses_match_oracle(p, y, eps, label):
     """The numpy kernels on one sample (m = 1, d = 1) against the oracle's formulas."""
-    from fastgd.backends import numpy_backend
+    import fastgd.backends.numpy as numpy_backend
 
     X = np.array([[1.0]])
     sign = 2.0 * label - 1.0

@@ -105,7 +105,7 @@ def test_finite_check_of_a_large_y():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_jax_aligned_copy_of_a_large_array_is_exact(dtype):
     pytest.importorskip("jax")
-    from fastgd.backends import jax_backend
+    import fastgd.backends.jax as jax_backend
 
     raw = np.empty(ROWS_FOR_TWO_RANGES * 8 * 8 + 128, dtype=np.uint8)
     start = (-raw.ctypes.data % 64) + 16
@@ -239,7 +239,7 @@ def _wait_until_a_staging_buffer_is_free(timeout_s: float = 5.0) -> None:
 @pytest.mark.usefixtures("empty_pool")
 def test_jax_data_keep_their_values_when_another_fit_reuses_the_pool():
     jax = pytest.importorskip("jax")
-    from fastgd.backends import jax_backend as jb
+    import fastgd.backends.jax as jb
 
     X1, X2 = _misaligned(STAGED_SHAPE, 1.0), _misaligned(STAGED_SHAPE, 3.0)  # so: copied
     y = np.zeros((X1.shape[0], 1))

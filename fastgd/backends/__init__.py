@@ -1,8 +1,8 @@
 """Backend registry: the same five functions written three ways, imported lazily.
 
-Each backend module defines the data bundle ``Data`` and the functions ``prepare``,
+Each backend package defines the data bundle ``Data`` and the functions ``prepare``,
 ``loss_grad``, ``init_state``, ``update`` and ``run_epochs`` with identical signatures (see
-``numpy_backend`` for their contract).
+``fastgd.backends.numpy`` for their contract).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ CONTRACT = ("Data", "prepare", "loss_grad", "init_state", "update", "run_epochs"
 
 #: Backend name -> module path. ``available_backends`` lists those whose module imports.
 BACKEND_MODULES = {
-    "numpy": "fastgd.backends.numpy_backend",
-    "numba": "fastgd.backends.numba_backend",
-    "jax": "fastgd.backends.jax_backend",
+    "numpy": "fastgd.backends.numpy",
+    "numba": "fastgd.backends.numba",
+    "jax": "fastgd.backends.jax",
 }
 
 _loaded: dict[str, ModuleType] = {}

@@ -1,7 +1,7 @@
 """The numpy backend: vectorized kernels, one Python step per batch.
 
 This is the readable baseline the other two backends mirror name for name. Its public
-names, with the same signatures in ``numba_backend`` and ``jax_backend``:
+names, with the same signatures in ``fastgd.backends.numba`` and ``fastgd.backends.jax``:
 
 - :func:`prepare` — put the data where the kernels run (a device, for jax), once per fit,
   as one :class:`Data` bundle;
@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..specs import (
+from ...specs import (
     LOSS_EPSILON_INSENSITIVE,
     LOSS_HINGE,
     LOSS_HUBER,

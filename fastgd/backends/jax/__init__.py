@@ -3,7 +3,7 @@
 One device, or several (a data-parallel mesh, across processes too; see "Several
 devices" and "Several processes" below).
 
-The same public names, signatures and semantics as ``numpy_backend`` (whose docstrings
+The same public names, signatures and semantics as ``fastgd.backends.numpy`` (whose docstrings
 define the contract: parameters ``theta`` of shape (d + 1, K), data as one :class:`Data`
 bundle ``(X, Y, weight)``, targets in the form the loss's formula uses):
 
@@ -149,8 +149,8 @@ from jax.experimental import multihost_utils
 from jax.experimental.xla_metadata import set_xla_metadata
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .._rows import map_row_ranges, staging_buffer
-from ..specs import (
+from ..._rows import map_row_ranges, staging_buffer
+from ...specs import (
     LOSS_EPSILON_INSENSITIVE,
     LOSS_HINGE,
     LOSS_HUBER,

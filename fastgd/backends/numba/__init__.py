@@ -1,6 +1,6 @@
 """The numba backend: compiled loops, and a training loop compiled end to end.
 
-The same public names and signatures as ``numpy_backend`` (read that module first; this
+The same public names and signatures as ``fastgd.backends.numpy`` (read that module first; this
 one mirrors it name for name):
 
 - :func:`prepare` — the data stay in host memory, C-contiguous, as one :class:`Data`;
@@ -10,7 +10,7 @@ one mirrors it name for name):
 - :func:`run_epochs` — every batch of a chunk of epochs in **one** compiled call.
 
 Parameters are a (d + 1, K) matrix ``theta`` (weights ``W``, then the K intercepts), the
-data a :class:`Data` bundle ``(X, Y, weight)``; see ``numpy_backend`` for the targets of
+data a :class:`Data` bundle ``(X, Y, weight)``; see ``fastgd.backends.numpy`` for the targets of
 each loss and the weighted objective. How the kernels differ from numpy's:
 
 - **Two kernel families, K = 1 and K > 1.** A single output (every loss but
@@ -84,7 +84,7 @@ from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..specs import (
+from ...specs import (
     LOSS_CODES,
     LOSS_EPSILON_INSENSITIVE,
     LOSS_HINGE,
@@ -189,7 +189,7 @@ def prepare(
     X : ndarray, shape (n, d)
         Checked, float32 or float64.
     Y : ndarray, shape (n, T)
-        Kernel targets (see ``numpy_backend``), same dtype.
+        Kernel targets (see ``fastgd.backends.numpy``), same dtype.
     theta : ndarray, shape (d + 1, K)
         Starting parameters, same dtype.
     device : None or "cpu"
@@ -278,7 +278,7 @@ def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
     """Loss of one output of one sample and its derivative with respect to ``p``.
 
     Every loss but multinomial (see :func:`_row_loss_and_dloss`); the formulas and the
-    subgradients at the kinks are numpy_backend's.
+    subgradients at the kinks are fastgd.backends.numpy's.
     """
     if loss_code == LOSS_LOGISTIC:
         # log(1 + e^p) = max(p, 0) + log1p(e^-|p|), as numpy's logaddexp(0, p)
@@ -1009,7 +1009,7 @@ def _update_kernel(theta, grad, slots, t, n_decay, code, params, schedule_code, 
     Elementwise on flat views: ``theta`` and ``grad`` (p,) and ``slots`` (2, p), p =
     (d + 1)·K in theta's row-major order, so AdamW's weight decay applies to the first
     ``n_decay`` = d·K entries (the weights, not the intercepts). The expressions follow
-    ``numpy_backend.update`` term for term (optax's formulas).
+    ``fastgd.backends.numpy.update`` term for term (optax's formulas).
     """
     lr = _learning_rate(schedule_code, schedule_params, t)
     a = params[0]
