@@ -35,6 +35,10 @@ import fastgd
 
 jax = pytest.importorskip("jax")
 jax_backend = fastgd.get_backend("jax")
+jax_batches = pytest.importorskip("fastgd.backends.jax.batches")
+jax_devices = pytest.importorskip("fastgd.backends.jax.devices")
+jax_epochs = pytest.importorskip("fastgd.backends.jax.epochs")
+jax_updates = pytest.importorskip("fastgd.backends.jax.updates")
 
 FORCED = 4
 pytestmark = pytest.mark.skipif(
@@ -193,15 +197,15 @@ def test_each_batch_is_split_over_the_devices():
     layout = data.layout
     orders = np.random.default_rng(0).permutation(X.shape[0])[None, :]
     model, opt = model_for("squared"), lowered(fastgd.Adam())
-    hyper = np.concatenate([jax_backend._model_hyper(model), jax_backend._opt_hyper(opt)])
+    hyper = np.concatenate([jax_batches._model_hyper(model), jax_updates._opt_hyper(opt)])
     with jax.enable_x64(True):
-        args = [jax_backend._replicated(a, layout.mesh) for a in (
+        args = [jax_devices._replicated(a, layout.mesh) for a in (
             theta, np.int64(0), np.zeros((2, *theta.shape)),
-            jax_backend._orders_on_mesh(orders, 8, layout), np.int64(1), hyper,
+            jax_devices._orders_on_mesh(orders, 8, layout), np.int64(1), hyper,
         )]  # fmt: skip
-        text = jax_backend._portable_program.lower(
-            data, *args, static=jax_backend._model_static(model),
-            opt=jax_backend._opt_static(opt), batch_size=8, block_rows=None,
+        text = jax_epochs._portable_program.lower(
+            data, *args, static=jax_batches._model_static(model),
+            opt=jax_updates._opt_static(opt), batch_size=8, block_rows=None,
             spread=layout.spread,
         ).compile().as_text()  # fmt: skip
     assert re.search(rf"f64\[{8 // FORCED},1\]\S* dot\(", text), "no per-device share"

@@ -131,10 +131,12 @@ def _jax_backend():
 
 def test_jax_blocked_full_batch_is_clipped(monkeypatch):
     """Large full batches on a CPU run in row blocks (64 rows here): clipped too."""
-    jax_backend = _jax_backend()
-    monkeypatch.setattr(jax_backend, "_BLOCK_BYTES", 1)
+    _jax_backend()
+    from fastgd.backends.jax import batches as jax_batches
+
+    monkeypatch.setattr(jax_batches, "_BLOCK_BYTES", 1)
     n, d = 4 * 64 + 37, 5
-    assert jax_backend._block_rows(n, d, 8, True) == 64
+    assert jax_batches._block_rows(n, d, 8, True) == 64
     X, y = problem("squared", n=n, d=d, n_outputs=2)
     kw = dict(epochs=EPOCHS, penalty="l2", alpha=0.05, max_dloss=CLIP)
     result = fastgd.fit(X, y, backend="jax", **kw)
@@ -163,15 +165,17 @@ def test_jax_unclipped_gradient_has_no_clip():
     jax_backend = _jax_backend()
     import jax
 
+    from fastgd.backends.jax import batches as jax_batches
+
     X, Y = problem("squared")
     data = jax_backend.Data(X, Y[:, None])
-    params = jax_backend._split(np.zeros((X.shape[1] + 1, 1)))
+    params = jax_batches._split(np.zeros((X.shape[1] + 1, 1)))
 
     def primitives(max_dloss):
         model = LoweredModel(0, 0.0, 0.0, 0.0, True, max_dloss)
-        static, hyper = jax_backend._model_static(model), jax_backend._model_hyper(model)
+        static, hyper = jax_batches._model_static(model), jax_batches._model_hyper(model)
         with jax.enable_x64(True):
-            jaxpr = jax.make_jaxpr(jax_backend._loss_sum_value_and_grad, static_argnums=3)(
+            jaxpr = jax.make_jaxpr(jax_batches._loss_sum_value_and_grad, static_argnums=3)(
                 params, data, hyper, static
             )
         return _primitives(jaxpr.jaxpr)

@@ -26,6 +26,10 @@ from fastgd.specs import (
 jax = pytest.importorskip("jax")
 jax_backend = fastgd.get_backend("jax")
 numpy_backend = fastgd.get_backend("numpy")
+jax_batches = pytest.importorskip("fastgd.backends.jax.batches")
+jax_epochs = pytest.importorskip("fastgd.backends.jax.epochs")
+jax_staging = pytest.importorskip("fastgd.backends.jax.staging")
+jax_updates = pytest.importorskip("fastgd.backends.jax.updates")
 
 N, D = 23, 4
 
@@ -54,7 +58,7 @@ def _prepare(backend, X, y, theta, weight=None, device=None):
 
 def _epochs_cache_size() -> int:
     """Programs compiled so far for run_epochs (single-kernel and portable)."""
-    programs = (jax_backend._single_kernel_program, jax_backend._portable_program)
+    programs = (jax_epochs._single_kernel_program, jax_epochs._portable_program)
     return sum(program._cache_size() for program in programs)
 
 
@@ -125,11 +129,11 @@ def test_data_take_selects_rows_of_every_array():
 def test_padded_epochs_keeps_the_orders_and_pads_to_a_power_of_two(n_epochs):
     n = 37
     orders = np.stack([np.random.default_rng(e).permutation(n) for e in range(n_epochs)])
-    padded = jax_backend._padded_epochs(orders, False)
+    padded = jax_staging._padded_epochs(orders, False)
     assert padded.shape == (1 << (n_epochs - 1).bit_length(), n)
     assert padded.dtype == np.int32 and padded.ctypes.data % 64 == 0
     np.testing.assert_array_equal(padded[:n_epochs], orders)
-    assert jax_backend._padded_epochs(orders, True).shape == (padded.shape[0], 0)
+    assert jax_staging._padded_epochs(orders, True).shape == (padded.shape[0], 0)
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -216,10 +220,10 @@ def test_refit_with_other_hyper_parameters_does_not_recompile(k):
 
 def test_one_column_targets_share_the_vector_program():
     """K = 1 runs on vectors inside the programs, whether y was (n,) or (n, 1)."""
-    assert jax_backend._one_column(np.zeros((5, 1)), jax_backend._ModelStatic(0, True, False))
-    assert not jax_backend._one_column(np.zeros((5, 3)), jax_backend._ModelStatic(0, True, False))
-    multinomial = jax_backend._ModelStatic(LOSS_MULTINOMIAL, True, False)
-    assert not jax_backend._one_column(np.zeros((5, 1)), multinomial)
+    assert jax_batches._one_column(np.zeros((5, 1)), jax_batches._ModelStatic(0, True, False))
+    assert not jax_batches._one_column(np.zeros((5, 3)), jax_batches._ModelStatic(0, True, False))
+    multinomial = jax_batches._ModelStatic(LOSS_MULTINOMIAL, True, False)
+    assert not jax_batches._one_column(np.zeros((5, 1)), multinomial)
     X, y = _data(n=31)
     kw = dict(backend="jax", optimizer="rmsprop", batch_size=6, epochs=3, seed=1)
     res = fastgd.fit(X, y, **kw)
@@ -280,14 +284,14 @@ def test_the_unweighted_objective_has_no_weight_arithmetic():
     """Without weights the traced loss sum is one multiplication shorter (nothing compiled)."""
     X, Y = _data(k=2)
     model = LoweredModel(LOSS_SQUARED, 0.0, 0.0, 0.0, True)
-    params = jax_backend._split(np.zeros((D + 1, 2)))
-    hyper = jax_backend._model_hyper(model)
-    static = jax_backend._model_static(model)
+    params = jax_batches._split(np.zeros((D + 1, 2)))
+    hyper = jax_batches._model_hyper(model)
+    static = jax_batches._model_static(model)
 
     def multiplications(weight):
         data = jax_backend.Data(X, Y, weight)
         with jax.enable_x64(True):
-            jaxpr = jax.make_jaxpr(jax_backend._loss_sum, static_argnums=3)(
+            jaxpr = jax.make_jaxpr(jax_batches._loss_sum, static_argnums=3)(
                 params, data, hyper, static
             )
         return sum(eqn.primitive.name == "mul" for eqn in jaxpr.eqns)
@@ -399,9 +403,9 @@ def test_full_batch_float32_products_use_full_precision():
 def test_blocked_full_batch_matches_numpy():
     """Large full batches on a CPU are evaluated in row blocks (plus a remainder block)."""
     d = 64
-    rows = jax_backend._block_rows(10**6, d, 8, True)
+    rows = jax_batches._block_rows(10**6, d, 8, True)
     n = 4 * rows + 37
-    assert jax_backend._block_rows(n, d, 8, True) == rows < n
+    assert jax_batches._block_rows(n, d, 8, True) == rows < n
     X, y = _data(n=n, d=d, seed=4)
     y = (y > 0).astype(np.float64)
     theta = np.linspace(-0.1, 0.1, d + 1)[:, None]
@@ -438,15 +442,15 @@ def test_portable_program_matches_cpu_program(batch_size, k, weighted):
     weight = _weights(n) if weighted else None
     data, th = jax_backend.prepare(X, Y, np.zeros((9, k)), "cpu", weight)
     step, slots = jax_backend.init_state(th, opt)
-    hyper = np.concatenate([jax_backend._model_hyper(model), jax_backend._opt_hyper(opt)])
-    padded = jax_backend._padded_epochs(orders, batch_size >= n)
+    hyper = np.concatenate([jax_batches._model_hyper(model), jax_updates._opt_hyper(opt)])
+    padded = jax_staging._padded_epochs(orders, batch_size >= n)
     results = []
     for portable in (False, True):
-        block_rows = n if portable else jax_backend._block_rows(n, 8, 8, True)
+        block_rows = n if portable else jax_batches._block_rows(n, 8, 8, True)
         with jax.enable_x64(True):
-            out = jax_backend._epochs_program(
+            out = jax_epochs._epochs_program(
                 data, th, step, slots, padded, np.int64(2), hyper,
-                static=jax_backend._model_static(model), opt=jax_backend._opt_static(opt),
+                static=jax_batches._model_static(model), opt=jax_updates._opt_static(opt),
                 batch_size=batch_size,
                 block_rows=block_rows, single_cpu_kernel=not portable and batch_size < n,
             )  # fmt: skip
@@ -490,14 +494,14 @@ def test_persistent_compilation_cache(tmp_path, user_configured):
 @pytest.mark.parametrize("loss", ["squared", "multinomial"])
 def test_multi_output_mini_batches_run_as_a_single_kernel(monkeypatch, loss):
     """Products of K > 1 outputs, which XLA:CPU would give YNNPACK, fit in the one kernel."""
-    monkeypatch.setattr(jax_backend, "_single_kernel_refused", set())
+    monkeypatch.setattr(jax_epochs, "_single_kernel_refused", set())
     X, Y = _data(n=40, seed=7, k=3)
     y = np.argmax(Y, axis=1) if loss == "multinomial" else Y
-    compiled = jax_backend._single_kernel_program._cache_size()
+    compiled = jax_epochs._single_kernel_program._cache_size()
     kw = dict(loss=loss, optimizer="adam", batch_size=8, epochs=2, seed=0)
     res = fastgd.fit(X, y, backend="jax", **kw)
-    assert jax_backend._single_kernel_program._cache_size() == compiled + 1
-    assert not jax_backend._single_kernel_refused
+    assert jax_epochs._single_kernel_program._cache_size() == compiled + 1
+    assert not jax_epochs._single_kernel_refused
     ref = fastgd.fit(X, y, backend="numpy", **kw)
     np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
 
@@ -511,7 +515,7 @@ def test_multi_output_mini_batches_run_as_a_single_kernel(monkeypatch, loss):
     ids=["unsupported-fusion", "unknown-option"],
 )
 def test_a_refused_single_kernel_is_not_retried(monkeypatch, message):
-    program = jax_backend._epochs_program
+    program = jax_epochs._epochs_program
     attempts = []
 
     def refusing(*args, single_cpu_kernel, **static):
@@ -520,8 +524,8 @@ def test_a_refused_single_kernel_is_not_retried(monkeypatch, message):
             raise jax.errors.JaxRuntimeError(message)
         return program(*args, single_cpu_kernel=False, **static)
 
-    monkeypatch.setattr(jax_backend, "_epochs_program", refusing)
-    monkeypatch.setattr(jax_backend, "_single_kernel_refused", set())
+    monkeypatch.setattr(jax_epochs, "_epochs_program", refusing)
+    monkeypatch.setattr(jax_epochs, "_single_kernel_refused", set())
     X, y = _data(n=40, seed=7)
     for _ in range(2):
         res = fastgd.fit(X, y, backend="jax", batch_size=8, epochs=2, seed=0)

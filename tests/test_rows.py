@@ -105,7 +105,7 @@ def test_finite_check_of_a_large_y():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_jax_aligned_copy_of_a_large_array_is_exact(dtype):
     pytest.importorskip("jax")
-    import fastgd.backends.jax as jax_backend
+    from fastgd.backends.jax import staging as jax_staging
 
     raw = np.empty(ROWS_FOR_TWO_RANGES * 8 * 8 + 128, dtype=np.uint8)
     start = (-raw.ctypes.data % 64) + 16
@@ -114,7 +114,7 @@ def test_jax_aligned_copy_of_a_large_array_is_exact(dtype):
     a[...] = _large().astype(dtype)
     if a.nbytes >= 2 * _rows.MIN_PARALLEL_BYTES:
         assert len(_rows.row_ranges(a)) >= 2
-    copy = jax_backend._cpu_aligned(a)
+    copy = jax_staging._cpu_aligned(a)
     assert copy.ctypes.data % 64 == 0 and copy is not a
     np.testing.assert_array_equal(copy, a)
 
