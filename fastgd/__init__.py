@@ -1,9 +1,10 @@
 """fastgd: gradient descent for linear models, written three ways (numpy, numba, jax)."""
 
 from ._rows import release_staging as release_staging_buffers
-from .api import DivergenceError, FitResult, check_grad, fit
+from .api import check_grad, fit
 from .backends import available_backends, get_backend
 from .data import make_classification, make_regression
+from .result import DivergenceError, FitResult
 from .specs import (
     SGD,
     AdaGrad,

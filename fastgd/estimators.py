@@ -40,7 +40,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .api import FitResult, fit
+from .api import fit
+from .result import FitResult
 from .specs import (
     EpsilonInsensitive,
     Hinge,
