@@ -60,7 +60,7 @@ def _row_sum_kernel():
     fastgd's kernels do, and sums them: the least a pass over shuffled rows costs."""
     from numba import njit
 
-    from fastgd.backends.numba import _prefetch_distance, _prefetch_row
+    from fastgd.backends.numba.rows import _prefetch_distance, _prefetch_row
 
     @njit
     def row_sums(X, orders):

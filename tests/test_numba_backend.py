@@ -9,6 +9,9 @@ vector/matrix split, the scaled per-sample SGD, the subgradients at the kinks).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 import pytest
 
@@ -29,6 +32,8 @@ from fastgd.specs import (
 
 numba = pytest.importorskip("numba")
 nb = pytest.importorskip("fastgd.backends.numba")
+nb_batches = pytest.importorskip("fastgd.backends.numba.batches")
+nb_sgd = pytest.importorskip("fastgd.backends.numba.sgd")
 ref = fastgd.get_backend("numpy")
 
 #: Loss names in code order.
@@ -37,10 +42,15 @@ LOSS_NAMES = ("squared", "huber", "logistic", "hinge", "squared_hinge", "modifie
 
 
 def _dispatchers():
-    """Every compiled kernel of the module, by name."""
+    """Every compiled kernel of the backend's modules, by name."""
+    modules = [nb] + [
+        importlib.import_module(f"{nb.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(nb.__path__)
+    ]
     return {
         name: obj
-        for name, obj in vars(nb).items()
+        for module in modules
+        for name, obj in vars(module).items()
         if isinstance(obj, numba.core.registry.CPUDispatcher)
     }
 
@@ -246,14 +256,14 @@ def test_multinomial_is_stable_for_large_logits():
 
 @pytest.mark.parametrize("K", [1, 3])
 def test_parallel_gradient_equals_serial_bit_for_bit(K):
-    n, d = 3 * nb._BLOCK_ROWS + 17, 5
+    n, d = 3 * nb_batches._BLOCK_ROWS + 17, 5
     loss = "huber" if K == 1 else "multinomial"
     data, theta = _problem(loss, n, d, K, seed=1, weights=True)
     model = _model(loss, l2=0.01, l1=0.02)
     serial, parallel = np.empty_like(theta), np.empty_like(theta)
     loss_serial = nb._loss_grad_into(data, theta, model, serial, parallel_min_work=2**62)
     loss_parallel = nb._loss_grad_into(data, theta, model, parallel, parallel_min_work=0)
-    assert nb._n_blocks(n, nb._MAX_BLOCKS) > 1
+    assert nb_batches._n_blocks(n, nb_batches._MAX_BLOCKS) > 1
     assert loss_serial == loss_parallel
     np.testing.assert_array_equal(serial, parallel)
     # and both are the gradient (checked against the numpy backend)
@@ -266,7 +276,7 @@ def test_parallel_gradient_equals_serial_bit_for_bit(K):
 def test_gradient_does_not_depend_on_the_thread_count(K):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only")
-    data, theta = _problem("hinge", 4 * nb._BLOCK_ROWS, 40, K, seed=2)
+    data, theta = _problem("hinge", 4 * nb_batches._BLOCK_ROWS, 40, K, seed=2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -280,11 +290,11 @@ def test_gradient_does_not_depend_on_the_thread_count(K):
 
 
 def test_wide_models_get_fewer_blocks():
-    assert nb._max_blocks(nb._PARTIAL_ENTRIES // 4) == 4
-    assert nb._max_blocks(10 * nb._PARTIAL_ENTRIES) == 1
-    assert nb._n_blocks(10**6, nb._max_blocks(100)) == nb._MAX_BLOCKS
-    *_, partial = nb._new_scratch_matrix(2000, 500)
-    assert partial.size <= nb._PARTIAL_ENTRIES
+    assert nb_batches._max_blocks(nb_batches._PARTIAL_ENTRIES // 4) == 4
+    assert nb_batches._max_blocks(10 * nb_batches._PARTIAL_ENTRIES) == 1
+    assert nb_batches._n_blocks(10**6, nb_batches._max_blocks(100)) == nb_batches._MAX_BLOCKS
+    *_, partial = nb_batches._new_scratch_matrix(2000, 500)
+    assert partial.size <= nb_batches._PARTIAL_ENTRIES
 
 
 # ------------------------------------------------------------------------ weights
@@ -432,11 +442,11 @@ def test_per_sample_sgd_output_groups_equal_one_thread_bit_for_bit(monkeypatch, 
     # l2, a folded scale every few dozen steps): the serial loop's results, bit for bit.
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only")
-    assert nb._output_groups(10, 2).tolist() == [0, 4, 10]  # cuts where _dots' tiers do
-    assert nb._output_groups(7, 3).tolist() == [0, 4, 6, 7]
-    assert nb._output_groups(2, 2).tolist() == [0, 2]  # one pair: nothing to split
-    monkeypatch.setattr(nb, "_SGD_PARALLEL_MIN_WORK", 0)
-    n = 2 * nb._SGD_CHUNK + 37
+    assert nb_sgd._output_groups(10, 2).tolist() == [0, 4, 10]  # cuts where _dots' tiers do
+    assert nb_sgd._output_groups(7, 3).tolist() == [0, 4, 6, 7]
+    assert nb_sgd._output_groups(2, 2).tolist() == [0, 2]  # one pair: nothing to split
+    monkeypatch.setattr(nb_sgd, "_SGD_PARALLEL_MIN_WORK", 0)
+    n = 2 * nb_sgd._SGD_CHUNK + 37
     data, theta = _problem("hinge", n, 12, 10, seed=8, weights=True)
     model, opt = _model("hinge", l2=l2), lower_optimizer(SGD(lr=lr))
     orders = _orders(n)
@@ -445,7 +455,7 @@ def test_per_sample_sgd_output_groups_equal_one_thread_bit_for_bit(monkeypatch, 
         numba.set_num_threads(1)
         one = _run(data, theta, orders, 1, model, opt)
         numba.set_num_threads(2)
-        assert nb._sgd_groups(data.X, theta) == 2
+        assert nb_sgd._sgd_groups(data.X, theta) == 2
         two = _run(data, theta, orders, 1, model, opt)
     finally:
         numba.set_num_threads(before)

@@ -1,0 +1,215 @@
+"""The compiled entry points, one per specialisation, and the plain arguments they take.
+
+Each loss code gets its own entry points (:func:`_for_each_loss`: the code is a
+compile-time constant): ``_LOSS_GRAD`` and ``_LOSS_GRAD_MATRIX``, the batch gradient over
+all rows of X (:func:`_loss_grad_kernel`), and ``_RUN_EPOCHS[matrix, per_sample]``, the
+training loop of a chunk of epochs (:func:`_run_epochs_kernel`). :func:`_model_args`,
+:func:`_is_vector`, :func:`_flat`, :func:`_weight_arg` and :func:`_kernel_orders` turn the
+backend's arguments into what the entry points take.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, LoweredModel
+from .batches import _batch_loss_grad, _batch_loss_grad_matrix, _new_scratch, _new_scratch_matrix
+from .jit import _JIT
+from .rows import _is_identity
+from .sgd import _output_groups, _sgd_epochs, _sgd_epochs_grouped, _sgd_epochs_matrix
+from .updates import _update_kernel
+
+#: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
+_VECTOR_LOSS_CODES = tuple(code for code in LOSS_CODES if code != LOSS_MULTINOMIAL)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _for_each_loss(make, codes=LOSS_CODES):
+    """``{loss_code: make(loss_code)}`` for each loss code in ``codes``.
+
+    The entry points made here pass their loss code to the kernels as a compile-time
+    constant (a closure variable, typed as a literal), so each loss gets its own
+    compiled kernel tree: the per-row loss has no branch on the code (the row loops run
+    about a third faster than with a runtime switch) and the other losses' code is
+    pruned. That is at most 9 losses x 2 dtypes specializations per kernel family, each
+    compiled on first use and cached.
+    """
+    return {code: make(code) for code in codes}
+
+
+def _loss_grad_kernel(loss_code: int, matrix: bool):
+    """The batch gradient over all rows of X, with its own scratch, for one loss: the
+    matrix kernel (K outputs) when ``matrix``, else the vector one (the flag is a
+    compile-time constant: the other family's code is pruned)."""
+
+    @njit(**_JIT)
+    def loss_grad_kernel(
+        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, max_dloss, grad,
+        parallel_min_work,
+    ):
+        n, d = X.shape
+        in_order = np.empty(0, dtype=np.int64)
+        start = np.int64(0)  # typed int64, not the literal 0: run_epochs' specializations
+        if matrix:
+            theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
+            return _batch_loss_grad_matrix(
+                X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
+                fit_intercept, theta_t, p, partial, grad, parallel_min_work,
+            )
+        w64, partial = _new_scratch(d)
+        return _batch_loss_grad(
+            X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
+            fit_intercept, w64, partial, grad, parallel_min_work,
+        )
+
+    return loss_grad_kernel
+
+
+_LOSS_GRAD = _for_each_loss(lambda code: _loss_grad_kernel(code, False), _VECTOR_LOSS_CODES)
+_LOSS_GRAD_MATRIX = _for_each_loss(lambda code: _loss_grad_kernel(code, True))
+
+
+def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, float]:
+    """The lowered model as the plain scalars the kernels take, in its fields' order (the
+    clip ``max_dloss`` last, inf for none); unknown losses raise."""
+    if model.loss_code not in LOSS_CODES:
+        raise ValueError(f"unknown loss code {model.loss_code!r}")
+    return (
+        int(model.loss_code),
+        float(model.loss_param),
+        float(model.l2),
+        float(model.l1),
+        bool(model.fit_intercept),
+        float(model.max_dloss),
+    )
+
+
+def _is_vector(loss_code: int, theta: np.ndarray) -> bool:
+    """Whether the vector (K = 1) kernels run: one output and not multinomial."""
+    return theta.shape[1] == 1 and loss_code != LOSS_MULTINOMIAL
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a contiguous array (raises rather than copy: kernels write through)."""
+    return np.reshape(a, -1, copy=False)
+
+
+def _weight_arg(weight: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    """The weights as the kernels take them: an empty array when there are none."""
+    if weight is None:
+        return np.empty(0, dtype=dtype)
+    return np.ascontiguousarray(weight, dtype=dtype)
+
+
+# ------------------------------------------------------------------- training loop
+
+
+def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
+    """The compiled training loop for one loss code (see :func:`_for_each_loss`), one
+    kernel family (K outputs when ``matrix``, else one) and one kind of update: plain SGD
+    one sample at a time when ``per_sample``, else batches (the flags are compile-time
+    constants: a fit compiles only the loop it runs).
+
+    The kernel runs every batch of ``epoch_losses.shape[0]`` epochs and returns the final
+    step count. Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's
+    rows directly); scratch is allocated once per call. Vector calls get ``Y`` (n,),
+    ``theta`` (d + 1,) and ``slots`` (2, d + 1); matrix calls (n, T), (d + 1, K) and
+    (2, d + 1, K).
+    """
+
+    @njit(**_JIT)
+    def run_epochs_kernel(
+        X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
+        fit_intercept, max_dloss, code, params, schedule_code, schedule_params, epoch_losses,
+        parallel_min_work, sgd_groups,
+    ):
+        n, d = X.shape
+        if per_sample:
+            if matrix:
+                scaled = params[0] == 0.0 and l1 == 0.0
+                if sgd_groups > 1 and scaled and loss_code != LOSS_MULTINOMIAL:
+                    bounds = _output_groups(theta.shape[1], sgd_groups)
+                    if bounds.shape[0] > 2:
+                        return _sgd_epochs_grouped(
+                            X, Y, weight, theta, slots, step, orders, loss_code, loss_param,
+                            max_dloss, l2, fit_intercept, params, schedule_code,
+                            schedule_params, epoch_losses, bounds,
+                        )
+                return _sgd_epochs_matrix(
+                    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+                    l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                )
+            return _sgd_epochs(
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+                l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+            )
+        grad = np.empty_like(theta)
+        size = theta.size
+        flat_theta = theta.reshape(size)
+        flat_grad = grad.reshape(size)
+        flat_slots = slots.reshape((2, size))
+        if matrix:
+            n_decay = size - theta.shape[1]
+            theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
+        else:
+            n_decay = size - 1
+            w64, partial = _new_scratch(d)
+        in_order = np.empty(0, dtype=np.int64)
+        for e in range(epoch_losses.shape[0]):
+            order = in_order
+            if batch_size < n:
+                order = orders[e % orders.shape[0]]
+                if _is_identity(order):
+                    order = in_order
+            total = 0.0
+            loss = 0.0
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                if matrix:
+                    loss = _batch_loss_grad_matrix(
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param,
+                        max_dloss, l2, l1, fit_intercept, theta_t, p, partial, grad,
+                        parallel_min_work,
+                    )
+                else:
+                    loss = _batch_loss_grad(
+                        X, Y, weight, theta, order, start, stop, loss_code, loss_param,
+                        max_dloss, l2, l1, fit_intercept, w64, partial, grad, parallel_min_work,
+                    )
+                step += 1
+                _update_kernel(
+                    flat_theta, flat_grad, flat_slots, step, n_decay, code, params,
+                    schedule_code, schedule_params,
+                )
+                total += loss * (stop - start)
+            epoch_losses[e] = total / n if batch_size < n else loss
+        return step
+
+    return run_epochs_kernel
+
+
+#: The training loops, by (matrix, per_sample) and then loss code.
+_RUN_EPOCHS = {
+    (matrix, per_sample): _for_each_loss(
+        lambda code, m=matrix, s=per_sample: _run_epochs_kernel(code, m, s),
+        LOSS_CODES if matrix else _VECTOR_LOSS_CODES,
+    )
+    for matrix in (False, True)
+    for per_sample in (False, True)
+}
+
+
+def _kernel_orders(orders: np.ndarray, full_batch: bool) -> np.ndarray:
+    """The epoch orders as a writable C-contiguous int64 array (one compiled layout).
+
+    A full batch ignores the order, and an order repeated every epoch (a stride-0
+    broadcast) is passed once: the kernel reads epoch e's order from row e modulo rows.
+    """
+    if full_batch:
+        return np.zeros((1, 0), dtype=np.int64)
+    if orders.shape[0] > 1 and orders.strides[0] == 0:
+        orders = orders[:1]
+    return np.require(orders, dtype=np.int64, requirements=["C", "W"])

@@ -1,0 +1,570 @@
+"""Per-sample SGD (batch size 1, the SGD optimizer): every step of an epoch in one loop.
+
+One output (:func:`_sgd_epochs`) fuses each sample's dot product, loss and update. K
+outputs (:func:`_sgd_epochs_matrix`) step densely with momentum or l1
+(:func:`_dense_sgd_step`), else keep the weights as ``scale·V`` with one scale for all
+outputs (:func:`_scaled_sgd_step`); with several threads and independent outputs, groups of
+outputs run on the threads, bit for bit the serial loop (:func:`_sgd_epochs_grouped`,
+:func:`_output_groups`, :func:`_sgd_groups`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from .batches import _padded
+from .jit import _JIT
+from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss, _sign
+from .rows import _dots, _dots_range, _predict, _prefetch_distance, _prefetch_row, _transpose_into
+from .updates import _learning_rate
+
+#: Per-sample SGD with K > 1 folds its shared weight scale into the weights below this.
+_MIN_SCALE = 1e-9
+#: Per-sample SGD with K > 1 runs groups of outputs on numba's threads from this many
+#: entries (samples x features x outputs) per epoch, ``_SGD_CHUNK`` samples per chunk
+#: (larger chunks: fewer waits at the end of each; 8192 beat 2048 by about 15%).
+_SGD_PARALLEL_MIN_WORK = 1 << 20
+_SGD_CHUNK = 8192
+
+
+# ---------------------------------------------------- per-sample SGD, K = 1 (vector)
+
+
+@njit(**_JIT)
+def _sgd_epochs(
+    X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+):
+    """Per-sample SGD (with optional momentum), one output: one fused pass per sample.
+
+    For each sample: the prediction (one dot product over the row), its (weighted) loss,
+    then the gradient, the momentum trace and the parameter step in a second loop over
+    the same row, which is still in L1. The same arithmetic as :func:`_batch_loss_grad`
+    followed by :func:`_update_kernel` with m = 1. Returns the step count after the last
+    update.
+
+    Without momentum and penalty the step is ``θ −= (lr·dloss)·x`` (scikit-learn's
+    rounding), fused with the next sample's dot product in one loop over the weights,
+    and the trace, which then only holds the last gradient, is written once at the end.
+    """
+    n, d = X.shape
+    weighted = weight.shape[0] > 0
+    momentum = params[0]
+    nesterov = params[1] != 0.0
+    penalized = l2 != 0.0 or l1 != 0.0
+    plain = momentum == 0.0 and not penalized
+    ahead = _prefetch_distance(X)
+    trace = slots[0]
+    last_i = -1
+    last_dl = 0.0
+    for e in range(epoch_losses.shape[0]):
+        order = orders[e % orders.shape[0]]
+        total = 0.0
+        p_next = np.nan  # x_next · w, when the previous step already computed it
+        for k in range(n):
+            i = order[k]
+            if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
+                _prefetch_row(X, order[k + ahead])
+            x = X[i]
+            step += 1
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if plain and k > 0:
+                p = p_next
+            else:
+                p = 0.0
+                for j in range(d):
+                    p += np.float64(x[j]) * theta[j]
+            loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
+            dl = _clip_dloss(dl, max_dloss)
+            s = np.float64(weight[i]) if weighted else 1.0
+            loss *= s
+            dl *= s
+            g_b = dl if fit_intercept else 0.0
+            if plain:
+                # the step, fused with the next sample's dot product (one pass over w)
+                c = lr * dl
+                x_next = X[order[min(k + 1, n - 1)]]
+                p_next = 0.0
+                for j in range(d):
+                    theta[j] -= c * x[j]
+                    p_next += np.float64(x_next[j]) * theta[j]
+                theta[d] -= lr * g_b
+                last_i = i
+                last_dl = dl
+                total += loss
+                continue
+            if penalized:
+                ww = 0.0
+                aw = 0.0
+                for j in range(d):
+                    wj = np.float64(theta[j])
+                    ww += wj * wj
+                    aw += abs(wj)
+                loss += 0.5 * l2 * ww + l1 * aw
+                for j in range(d):
+                    wj = np.float64(theta[j])
+                    g = dl * x[j] + l2 * wj + l1 * _sign(wj)
+                    trace[j] = g + momentum * trace[j]
+                    theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
+            else:
+                for j in range(d):
+                    g = dl * x[j]
+                    trace[j] = g + momentum * trace[j]
+                    theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
+            trace[d] = g_b + momentum * trace[d]
+            theta[d] -= lr * (g_b + momentum * trace[d] if nesterov else trace[d])
+            total += loss
+        epoch_losses[e] = total / n
+    if last_i >= 0:
+        for j in range(d):
+            trace[j] = last_dl * X[last_i, j]
+        trace[d] = last_dl if fit_intercept else 0.0
+    return step
+
+
+# --------------------------------------------------- per-sample SGD, K > 1 (matrix)
+
+
+@njit(**_JIT)
+def _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param, max_dloss) -> float:
+    """The K predictions of sample ``i`` from ``theta_t``, its weighted loss (returned)
+    and its weighted loss derivatives (written into ``p``)."""
+    _predict(X, i, theta_t, p)
+    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
+    if weight.shape[0] > 0:
+        s = np.float64(weight[i])
+        loss *= s
+        for k in range(p.shape[0]):
+            p[k] *= s
+    return loss
+
+
+@njit(**_JIT)
+def _dense_sgd_step(
+    X, Y, weight, i, theta_t, trace, p, lr, l2, l1, momentum, nesterov, fit_intercept,
+    loss_code, loss_param, max_dloss,
+) -> float:
+    """One SGD step on sample ``i`` touching every parameter: the loss and penalty at
+    ``theta_t`` (K, >= d + 1, float64), then the step with momentum ``trace`` (K, d + 1).
+    The arithmetic of :func:`_batch_loss_grad_matrix` and :func:`_update_kernel` with
+    m = 1. Returns the sample's objective."""
+    K, d = theta_t.shape[0], X.shape[1]
+    loss = _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param, max_dloss)
+    if l2 != 0.0 or l1 != 0.0:
+        ww = 0.0
+        aw = 0.0
+        for k in range(K):
+            for j in range(d):
+                wj = theta_t[k, j]
+                ww += wj * wj
+                aw += abs(wj)
+        loss += 0.5 * l2 * ww + l1 * aw
+    for k in range(K):
+        dl = p[k]
+        for j in range(d):
+            wj = theta_t[k, j]
+            g = dl * X[i, j] + l2 * wj + l1 * _sign(wj)
+            trace[k, j] = g + momentum * trace[k, j]
+            theta_t[k, j] -= lr * (g + momentum * trace[k, j] if nesterov else trace[k, j])
+        g_b = dl if fit_intercept else 0.0
+        trace[k, d] = g_b + momentum * trace[k, d]
+        theta_t[k, d] -= lr * (g_b + momentum * trace[k, d] if nesterov else trace[k, d])
+    return loss
+
+
+@njit(**_JIT)
+def _squared_norm(v, d: int) -> float:
+    """``‖v[:, :d]‖²``: the squared norm of the weights in ``v`` (K, >= d + 1)."""
+    total = 0.0
+    for k in range(v.shape[0]):
+        for j in range(d):
+            total += v[k, j] * v[k, j]
+    return total
+
+
+@njit(**_JIT)
+def _unscale(v, d: int, scale: float) -> float:
+    """Fold a scale into the weights, ``v[:, :d] *= scale``; returns their new ‖·‖²."""
+    for k in range(v.shape[0]):
+        for j in range(d):
+            v[k, j] *= scale
+    return _squared_norm(v, d)
+
+
+@njit(inline="always", **_JIT)
+def _scaled_sgd_step(
+    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code, loss_param, max_dloss
+):
+    """One plain SGD step on sample ``i`` with an l2 (or no) penalty, weights kept scaled.
+
+    The weights are ``scale·v[:, :d]`` and the intercepts ``v[:, d]``; ``sq`` tracks
+    ‖v[:, :d]‖². The gradient step ``W −= lr·(dloss·x + l2·W)`` becomes ``scale *= 1 −
+    lr·l2`` (O(1)) and ``v[k, :d] += (−lr·dloss_k / scale)·x`` for the outputs with
+    ``dloss_k ≠ 0`` only: scikit-learn's plain SGD, with one scale for all K outputs (the
+    shrink is the same for all). ``dots`` and ``p`` (K,) are scratch. Inlined into the
+    loop (``inline="always"``): a call with this many arrays costs as much as the step.
+
+    Returns
+    -------
+    objective : float
+        The sample's loss plus penalty, at the weights before the step.
+    scale, sq : float
+        After the step (a scale below ``_MIN_SCALE`` is folded into ``v``).
+    """
+    K, d = v.shape[0], X.shape[1]
+    _dots(X, i, v, dots)
+    for k in range(K):
+        p[k] = scale * dots[k] + v[k, d]
+    s = np.float64(weight[i]) if weight.shape[0] > 0 else 1.0
+    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss) * s
+    objective = loss + 0.5 * l2 * (scale * scale * sq)
+    scale *= 1.0 - lr * l2
+    if abs(scale) < _MIN_SCALE:
+        sq = _unscale(v, d, scale)
+        for k in range(K):
+            dots[k] *= scale
+        scale = 1.0
+    xx = -1.0  # ‖x‖², computed on the first loss step
+    for k in range(K):
+        dl = p[k] * s
+        if dl != 0.0:
+            if xx < 0.0:
+                xx = 0.0
+                for j in range(d):
+                    xx += np.float64(X[i, j]) * X[i, j]
+            c = -lr * dl / scale
+            for j in range(d):
+                v[k, j] += c * X[i, j]
+            sq += c * (2.0 * dots[k] + c * xx)
+            if fit_intercept:
+                v[k, d] -= lr * dl
+    return objective, scale, sq
+
+
+@njit(**_JIT)
+def _output_groups(K: int, n_groups: int):
+    """Cut the K outputs into at most ``n_groups`` ranges of nearly equal size, as the
+    int64 bounds ``[0, …, K]``.
+
+    Cuts fall only where :func:`_dots` starts a row tier (after each block of 4 rows,
+    and after the pair that follows them), so every output's dot product, hence its
+    whole step, is computed by the same loop in its group as in one pass over all K.
+    """
+    tiers = np.empty(K // 4 + 2, dtype=np.int64)  # the possible cuts, increasing, then K
+    count = 0
+    for k in range(4, K + 1, 4):
+        tiers[count] = k
+        count += 1
+    if K - K // 4 * 4 >= 2:
+        tiers[count] = K // 4 * 4 + 2
+        count += 1
+    if count == 0 or tiers[count - 1] != K:
+        tiers[count] = K
+        count += 1
+    n_groups = max(1, min(n_groups, count))
+    bounds = np.empty(n_groups + 1, dtype=np.int64)
+    bounds[0] = 0
+    used = 1
+    for g in range(1, n_groups):
+        target = g * K / n_groups
+        best = -1
+        for c in range(count - 1):  # the nearest cut above the previous one, below K
+            if tiers[c] > bounds[used - 1] and (
+                best < 0 or abs(tiers[c] - target) < abs(best - target)
+            ):
+                best = tiers[c]
+        if best < 0:
+            break
+        bounds[used] = best
+        used += 1
+    bounds[used] = K
+    return bounds[: used + 1]
+
+
+@njit(**_JIT)
+def _group_sgd_steps(
+    X, Y, weight, v, order, start, m, lo, hi, lrs, scales, dots, losses, steps, slopes,
+    fit_intercept, loss_code, loss_param, max_dloss,
+):
+    """:func:`_scaled_sgd_step` on the samples ``order[start:start + m]`` for the outputs
+    ``lo <= k < hi`` only, their arithmetic unchanged.
+
+    Step t's learning rate is ``lrs[t]``, its scale ``scales[t]`` before the shrink and
+    ``scales[t + 1]`` after it (computed once, by the caller: no scale is folded in
+    here). What the objective and the squared norm need is written at ``[k, t]``: the
+    loss of output k in ``losses``, and the norm's change as ``steps[k, t] ·
+    slopes[k, t]`` (both 0 where the margin is met); :func:`_sum_group_steps` adds them.
+    """
+    d = X.shape[1]
+    n = order.shape[0]
+    ahead = _prefetch_distance(X)
+    weighted = weight.shape[0] > 0
+    for t in range(m):
+        pos = start + t
+        i = order[pos]
+        if pos + ahead < n:
+            _prefetch_row(X, order[pos + ahead])
+        _dots_range(X, i, v, lo, hi, dots)
+        scale = scales[t]
+        shrunk = scales[t + 1]  # read once, as the serial loop's (invariant) scale
+        lr = lrs[t]
+        s = np.float64(weight[i]) if weighted else 1.0
+        xx = -1.0  # ‖x‖², computed on the first loss step
+        for k in range(lo, hi):
+            loss, dl = _loss_and_dloss(
+                scale * dots[k] + v[k, d], np.float64(Y[i, k]), loss_code, loss_param
+            )
+            losses[k, t] = loss
+            dl = _clip_dloss(dl, max_dloss) * s
+            c = 0.0
+            slope = 0.0
+            if dl != 0.0:
+                if xx < 0.0:
+                    xx = 0.0
+                    for j in range(d):
+                        xx += np.float64(X[i, j]) * X[i, j]
+                c = -lr * dl / shrunk
+                for j in range(d):
+                    v[k, j] += c * X[i, j]
+                slope = 2.0 * dots[k] + c * xx
+                if fit_intercept:
+                    v[k, d] -= lr * dl
+            steps[k, t] = c
+            slopes[k, t] = slope
+
+
+@njit(parallel=True, **_JIT)
+def _groups_parallel(
+    X, Y, weight, v, order, start, m, bounds, lrs, scales, dots, losses, steps, slopes,
+    fit_intercept, loss_code, loss_param, max_dloss, cur, light, l2, done, acc,
+):
+    """:func:`_group_sgd_steps` for each output group into buffer ``cur`` (0 or 1) of
+    ``scales``, ``losses``, ``steps`` and ``slopes``, the groups spread over numba's
+    threads (each walks all m samples for its own outputs).
+
+    The group ``light`` (the one with the fewest outputs) then sums the previous chunk's
+    steps, ``done = (start, m, buffer)``, into ``acc`` (:func:`_sum_group_steps`) while the
+    other groups finish theirs.
+    """
+    for g in prange(bounds.shape[0] - 1):
+        _group_sgd_steps(
+            X, Y, weight, v, order, start, m, bounds[g], bounds[g + 1], lrs, scales[cur],
+            dots[g], losses[cur], steps[cur], slopes[cur], fit_intercept, loss_code,
+            loss_param, max_dloss,
+        )
+        if g == light and done[1] > 0:
+            prev = done[2]
+            _sum_group_steps(
+                weight, order, done[0], 0, done[1], l2, scales[prev], losses[prev],
+                steps[prev], slopes[prev], acc,
+            )
+
+
+@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
+def _sum_group_steps(weight, order, start, t0, t1, l2, scales, losses, steps, slopes, acc):
+    """The objectives of the steps ``t0 <= t < t1`` of :func:`_group_sgd_steps` from
+    ``start``, added to ``acc[0]``, and the squared norm ``acc[1]`` after them: the sums of
+    :func:`_scaled_sgd_step`, output by output in the same order (compiled without
+    reassociation, so that they stay sequential wherever they run)."""
+    K = losses.shape[0]
+    weighted = weight.shape[0] > 0
+    total = acc[0]
+    sq = acc[1]
+    for t in range(t0, t1):
+        loss = 0.0
+        for k in range(K):
+            loss += losses[k, t]
+        s = np.float64(weight[order[start + t]]) if weighted else 1.0
+        scale = scales[t]
+        loss *= s
+        objective = loss + 0.5 * l2 * (scale * scale * sq)
+        total += objective
+        for k in range(K):
+            c = steps[k, t]
+            if c != 0.0:  # the margins met: most outputs, most steps
+                sq += c * slopes[k, t]
+    acc[0] = total
+    acc[1] = sq
+
+
+@njit(**_JIT)
+def _flush_group_steps(weight, order, l2, scales, losses, steps, slopes, done, acc):
+    """Sum the chunk ``done`` (start, m, buffer) not summed yet into ``acc``, if any."""
+    if done[1] > 0:
+        prev = done[2]
+        _sum_group_steps(
+            weight, order, done[0], 0, done[1], l2, scales[prev], losses[prev], steps[prev],
+            slopes[prev], acc,
+        )
+        done[1] = 0
+
+
+@njit(**_JIT)
+def _sgd_epochs_matrix(
+    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+):
+    """Per-sample SGD for K outputs; returns the step count after the last update.
+
+    The parameters and the momentum trace are worked on as float64 transposes (K, d + 1)
+    and written back to ``theta`` and ``slots[0]`` at the end. With momentum or an l1
+    term every step touches every parameter (:func:`_dense_sgd_step`). Without them the
+    weights are kept scaled (:func:`_scaled_sgd_step`): their squared norm is recomputed
+    exactly at each epoch's start, and the last step of the call is taken dense on the
+    unscaled weights, so that the trace (the last gradient) is exact.
+    """
+    n, d = X.shape
+    K = theta.shape[1]
+    momentum = params[0]
+    nesterov = params[1] != 0.0
+    scaled = momentum == 0.0 and l1 == 0.0
+    ahead = _prefetch_distance(X)
+    v = np.empty((K, _padded(d + 1)))  # rows on cache-line boundaries: faster dot products
+    trace = np.empty((K, d + 1))
+    _transpose_into(theta, v)
+    _transpose_into(slots[0], trace)
+    dots = np.empty(K)
+    p = np.empty(K)
+    scale = 1.0
+    n_epochs = epoch_losses.shape[0]
+    for e in range(n_epochs):
+        order = orders[e % orders.shape[0]]
+        sq = _squared_norm(v, d)
+        total = 0.0
+        for k in range(n):
+            i = order[k]
+            if k + ahead < n:
+                _prefetch_row(X, order[k + ahead])
+            step += 1
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if scaled and (e < n_epochs - 1 or k < n - 1):
+                loss, scale, sq = _scaled_sgd_step(
+                    X, Y, weight, i, v, scale, sq, dots, p, lr, l2, fit_intercept, loss_code,
+                    loss_param, max_dloss,
+                )
+                total += loss
+                continue
+            if scale != 1.0:  # the call's last step: unscale, then a dense step sets the trace
+                _unscale(v, d, scale)
+                scale = 1.0
+            total += _dense_sgd_step(
+                X, Y, weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
+                fit_intercept, loss_code, loss_param, max_dloss,
+            )
+        epoch_losses[e] = total / n
+    for j in range(d + 1):
+        for k in range(K):
+            theta[j, k] = v[k, j]
+            slots[0, j, k] = trace[k, j]
+    return step
+
+
+@njit(**_JIT)
+def _sgd_epochs_grouped(
+    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses, bounds,
+):
+    """:func:`_sgd_epochs_matrix` without momentum and l1 (scaled steps) for independent
+    outputs (not multinomial), in the output groups ``bounds`` (:func:`_output_groups`,
+    two or more) on numba's threads; bit for bit the serial loop's parameters.
+
+    Each epoch runs ``_SGD_CHUNK`` samples at a time: the chunk's learning rates and
+    scales are computed first (the chunk ends before a step that folds the scale, which
+    is taken on all outputs at once as in the serial loop), then each group walks the
+    chunk's samples for its own outputs (:func:`_groups_parallel`), while the group with
+    the fewest outputs sums the previous chunk's objectives and squared norms, output by
+    output in the serial loop's order (:func:`_sum_group_steps`). The call's last step
+    is the serial loop's dense step.
+    """
+    n, d = X.shape
+    K = theta.shape[1]
+    momentum = params[0]  # 0, and l1 is 0: only the last step is dense
+    nesterov = params[1] != 0.0
+    v = np.empty((K, _padded(d + 1)))  # rows on cache-line boundaries: faster dot products
+    trace = np.empty((K, d + 1))
+    _transpose_into(theta, v)
+    _transpose_into(slots[0], trace)
+    dots = np.empty(K)
+    p = np.empty(K)
+    scale = 1.0
+    n_epochs = epoch_losses.shape[0]
+    sizes = bounds[1:] - bounds[:-1]
+    light = np.argmin(sizes)
+    chunk = min(n, _SGD_CHUNK)
+    lrs = np.empty(chunk)
+    scales = np.empty((2, chunk + 1))  # two of each: one being filled, one being summed
+    losses = np.empty((2, K, chunk))
+    steps = np.empty_like(losses)
+    slopes = np.empty_like(losses)
+    group_dots = np.empty((sizes.shape[0], _padded(K)))
+    acc = np.empty(2)  # the epoch's total objective, the squared norm
+    done = np.zeros(3, dtype=np.int64)  # the chunk not summed yet: (start, m, buffer)
+    for e in range(n_epochs):
+        order = orders[e % orders.shape[0]]
+        acc[0] = 0.0
+        acc[1] = _squared_norm(v, d)
+        done[1] = 0
+        last = e == n_epochs - 1
+        end = n - 1 if last else n  # the call's last step is dense: below
+        pos = 0
+        while pos < end:
+            buf = 1 - done[2]
+            cur = scales[buf]
+            cur[0] = scale
+            m = 0  # the chunk's steps, up to the one that folds the scale
+            while m < min(chunk, end - pos):
+                lr = _learning_rate(schedule_code, schedule_params, step + m + 1)
+                shrunk = cur[m] * (1.0 - lr * l2)
+                if abs(shrunk) < _MIN_SCALE:
+                    break
+                lrs[m] = lr
+                cur[m + 1] = shrunk
+                m += 1
+            if m > 0:
+                _groups_parallel(
+                    X, Y, weight, v, order, pos, m, bounds, lrs, scales, group_dots, losses,
+                    steps, slopes, fit_intercept, loss_code, loss_param, max_dloss, buf, light,
+                    l2, done, acc,
+                )
+                done[0] = pos
+                done[1] = m
+                done[2] = buf
+                scale = cur[m]
+                step += m
+                pos += m
+                continue
+            _flush_group_steps(weight, order, l2, scales, losses, steps, slopes, done, acc)
+            step += 1  # this step folds the scale: all outputs at once
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            loss, scale, acc[1] = _scaled_sgd_step(
+                X, Y, weight, order[pos], v, scale, acc[1], dots, p, lr, l2, fit_intercept,
+                loss_code, loss_param, max_dloss,
+            )
+            acc[0] += loss
+            pos += 1
+        _flush_group_steps(weight, order, l2, scales, losses, steps, slopes, done, acc)
+        if last:
+            i = order[n - 1]
+            step += 1
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if scale != 1.0:  # unscale, then a dense step sets the trace
+                _unscale(v, d, scale)
+                scale = 1.0
+            acc[0] += _dense_sgd_step(
+                X, Y, weight, i, v, trace, p, lr, l2, 0.0, momentum, nesterov,
+                fit_intercept, loss_code, loss_param, max_dloss,
+            )
+        epoch_losses[e] = acc[0] / n
+    for j in range(d + 1):
+        for k in range(K):
+            theta[j, k] = v[k, j]
+            slots[0, j, k] = trace[k, j]
+    return step
+
+
+def _sgd_groups(X: np.ndarray, theta: np.ndarray) -> int:
+    """At most how many output groups per-sample SGD with K > 1 runs in parallel: numba's
+    thread count from ``_SGD_PARALLEL_MIN_WORK`` entries (n·d·K) per epoch, else 1."""
+    n, d = X.shape
+    return get_num_threads() if n * d * theta.shape[1] >= _SGD_PARALLEL_MIN_WORK else 1
