@@ -200,9 +200,9 @@ def _epoch_in_chunks(
     n = chunks.n
     full_batch = placed.batch_size >= n
     total, grad_sum = 0.0, None
-    order = chunks.chunk_order(plan.rng, plan.shuffle)
-    for position, chunk in enumerate(order):
-        following = order[position + 1] if position + 1 < len(order) else None
+    chunk_order = chunks.chunk_order(plan.rng, plan.shuffle)
+    for position, chunk in enumerate(chunk_order):
+        following = chunk_order[position + 1] if position + 1 < len(chunk_order) else None
         X, Y, weight = chunks.load(chunk, following)
         m = X.shape[0]
         data, theta = kernels.prepare(X, Y, theta, plan.placement, weight)
@@ -212,9 +212,9 @@ def _epoch_in_chunks(
             total += float(loss) * (m / n)
             grad_sum = share if grad_sum is None else grad_sum + share
             continue
-        order = (plan.rng.permutation(m) if plan.shuffle else np.arange(m))[None, :]
+        rows = (plan.rng.permutation(m) if plan.shuffle else np.arange(m))[None, :]
         theta, state, losses = kernels.run_epochs(
-            data, theta, state, order, min(placed.batch_size, m), plan.model, opt
+            data, theta, state, rows, min(placed.batch_size, m), plan.model, opt
         )
         total += float(np.asarray(losses)[0]) * (m / n)
     if full_batch:

@@ -105,3 +105,20 @@ def test_file_backed_rows_are_found_in_their_mapping(tmp_path):
     X_rows, _, _ = chunked.load(1, following=2)  # asks for rows 4..11 of the view
     np.testing.assert_array_equal(X_rows, rows[4:8])
     assert chunks._file_map(np.zeros((3, 3))) is None
+
+
+@pytest.mark.parametrize("batch_size", [None, MINI])
+def test_each_chunk_asks_for_the_next_one_to_train(monkeypatch, batch_size):
+    X, y = problem("squared")
+    asked = []
+    load = chunks.ChunkedRows.load
+
+    def recording_load(self, chunk, following=None):
+        asked.append((chunk, following))
+        return load(self, chunk, following)
+
+    monkeypatch.setattr(chunks.ChunkedRows, "load", recording_load)
+    fit(X, y, "numpy", batch_size=batch_size, epochs=1, memory_budget=budget_for(X, y, 10))
+    walked = [chunk for chunk, _ in asked]
+    assert sorted(walked) == list(range(len(walked))) and len(walked) > 2
+    assert [following for _, following in asked] == walked[1:] + [None]
