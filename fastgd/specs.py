@@ -23,6 +23,7 @@ __all__ = [
     "Hinge",
     "SquaredHinge",
     "ModifiedHuber",
+    "Perceptron",
     "EpsilonInsensitive",
     "SquaredEpsilonInsensitive",
     "Multinomial",
@@ -58,6 +59,7 @@ __all__ = [
     "LOSS_EPSILON_INSENSITIVE",
     "LOSS_SQUARED_EPSILON_INSENSITIVE",
     "LOSS_MULTINOMIAL",
+    "LOSS_PERCEPTRON",
     "LOSS_CODES",
     "SIGNED_LABEL_LOSSES",
     "OPT_SGD",
@@ -80,9 +82,9 @@ __all__ = [
 LOSS_SQUARED, LOSS_HUBER, LOSS_LOGISTIC = 0, 1, 2
 LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER = 3, 4, 5
 LOSS_EPSILON_INSENSITIVE, LOSS_SQUARED_EPSILON_INSENSITIVE = 6, 7
-LOSS_MULTINOMIAL = 8
+LOSS_MULTINOMIAL, LOSS_PERCEPTRON = 8, 9
 #: Every loss code, in code order.
-LOSS_CODES = tuple(range(9))
+LOSS_CODES = tuple(range(10))
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3, 4
 SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE = 0, 1, 2, 3
 SCHED_OPTIMAL = 4
@@ -211,6 +213,14 @@ class Hinge(_WithoutParameter):
 
 
 @dataclass(frozen=True)
+class Perceptron(_WithoutParameter):
+    """scikit-learn's ``perceptron``: max(0, −s·p), s = ±1 the label (a hinge at 0)."""
+
+    code = LOSS_PERCEPTRON
+    kind = "binary"
+
+
+@dataclass(frozen=True)
 class SquaredHinge(_WithoutParameter):
     """scikit-learn's ``squared_hinge``: max(0, 1 − s·p)², s = ±1 the label."""
 
@@ -236,7 +246,7 @@ class Multinomial(_WithoutParameter):
 
 Loss = (
     Squared | Huber | EpsilonInsensitive | SquaredEpsilonInsensitive | Logistic | Hinge
-    | SquaredHinge | ModifiedHuber | Multinomial
+    | Perceptron | SquaredHinge | ModifiedHuber | Multinomial
 )
 _LOSS_NAMES = {
     "squared": Squared,
@@ -245,6 +255,7 @@ _LOSS_NAMES = {
     "squared_epsilon_insensitive": SquaredEpsilonInsensitive,
     "logistic": Logistic,
     "hinge": Hinge,
+    "perceptron": Perceptron,
     "squared_hinge": SquaredHinge,
     "modified_huber": ModifiedHuber,
     "multinomial": Multinomial,
@@ -254,7 +265,9 @@ _LOSS_ALIASES = {"squared_error": "squared", "log_loss": "logistic"}
 
 #: Losses whose kernels take labels as ±1 (scikit-learn's formulas); ``logistic`` keeps
 #: its {0, 1} form, ``multinomial`` takes class codes 0..K-1.
-SIGNED_LABEL_LOSSES = frozenset({LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER})
+SIGNED_LABEL_LOSSES = frozenset(
+    {LOSS_HINGE, LOSS_PERCEPTRON, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER}
+)
 
 
 def resolve_loss(loss: str | Loss) -> Loss:

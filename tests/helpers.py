@@ -33,7 +33,7 @@ LOSSES = ("squared", "huber", "logistic")
 #: The losses added with K outputs and sample weights (scikit-learn's SGD losses, softmax).
 NEW_LOSSES = (
     "hinge", "squared_hinge", "modified_huber", "epsilon_insensitive",
-    "squared_epsilon_insensitive", "multinomial",
+    "squared_epsilon_insensitive", "multinomial", "perceptron",
 )
 ALL_LOSSES = LOSSES + NEW_LOSSES
 #: Outputs of the K > 1 problems (classes for multinomial and one-vs-rest).

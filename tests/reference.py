@@ -11,8 +11,8 @@ Conventions (the same as the library's):
   then the intercepts. A plain list of d + 1 floats is a single output (K = 1), and the
   results then come back as plain lists too;
 - targets: a float per sample (K = 1), or a list of K floats per sample; binary labels
-  are {0, 1} for the logistic loss and ±1 for hinge, squared hinge and modified Huber;
-  for the multinomial loss one class code per sample;
+  are {0, 1} for the logistic loss and ±1 for hinge, perceptron, squared hinge and
+  modified Huber; for the multinomial loss one class code per sample;
 - a batch objective is ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁``
   (never the intercepts), with sample weights s_i (all 1 when not given);
 - optimizer state is ``(step, slots)`` with ``slots`` two parameter-shaped lists, and
@@ -31,6 +31,7 @@ from fastgd.specs import (
     LOSS_LOGISTIC,
     LOSS_MODIFIED_HUBER,
     LOSS_MULTINOMIAL,
+    LOSS_PERCEPTRON,
     LOSS_SQUARED,
     LOSS_SQUARED_EPSILON_INSENSITIVE,
     LOSS_SQUARED_HINGE,
@@ -73,6 +74,8 @@ def sample_loss(loss_code: int, loss_param: float, p: float, y: float) -> float:
         return max(p, 0.0) + math.log1p(math.exp(-abs(p))) - y * p
     if loss_code == LOSS_HINGE:  # y = ±1
         return max(0.0, 1.0 - y * p)
+    if loss_code == LOSS_PERCEPTRON:  # y = ±1
+        return max(0.0, -y * p)
     if loss_code == LOSS_SQUARED_HINGE:
         return max(0.0, 1.0 - y * p) ** 2
     if loss_code == LOSS_MODIFIED_HUBER:
@@ -89,7 +92,8 @@ def sample_dloss(loss_code: int, loss_param: float, p: float, y: float) -> float
     """Derivative of :func:`sample_loss` with respect to ``p``.
 
     At the kinks, scikit-learn's choices: the hinge's derivative at a margin of exactly
-    1 is -y; the epsilon-insensitive losses' at ``|p − y| = ε`` is 0.
+    1 is -y, and the perceptron's at a margin of exactly 0 too; the epsilon-insensitive
+    losses' at ``|p − y| = ε`` is 0.
     """
     if loss_code == LOSS_SQUARED:
         return p - y
@@ -99,6 +103,8 @@ def sample_dloss(loss_code: int, loss_param: float, p: float, y: float) -> float
         return sigmoid(p) - y
     if loss_code == LOSS_HINGE:
         return -y if y * p <= 1.0 else 0.0
+    if loss_code == LOSS_PERCEPTRON:
+        return -y if y * p <= 0.0 else 0.0
     if loss_code == LOSS_SQUARED_HINGE:
         return -2.0 * y * max(0.0, 1.0 - y * p)
     if loss_code == LOSS_MODIFIED_HUBER:

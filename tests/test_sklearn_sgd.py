@@ -21,6 +21,7 @@ CLASSIFIER_LOSSES = {
     "squared_hinge": "squared_hinge",
     "modified_huber": "modified_huber",
     "logistic": "log_loss",
+    "perceptron": "perceptron",
 }
 REGRESSOR_LOSSES = ("epsilon_insensitive", "squared_epsilon_insensitive")
 EPOCHS, ALPHA, POWER_T = 4, 1e-3, 0.3
@@ -28,10 +29,10 @@ EPOCHS, ALPHA, POWER_T = 4, 1e-3, 0.3
 #: invscaling: lr0 / t^power_t; optimal: 1 / (alpha·(t0 + t − 1)) (eta0 unused).
 SCHEDULES = {"constant": 0.01, "invscaling": 0.05, "optimal": 0.01}
 #: ``optimal`` starts at alpha^(-1/4) (5.6 here): made for the bounded derivatives of hinge,
-#: log and epsilon-insensitive losses. The squared losses' derivatives grow with the error,
-#: and from such steps their runs blow up (scikit-learn clips the derivative at 1e12 and
-#: carries on; fastgd raises DivergenceError) or turn chaotic, so they are not compared
-#: with it.
+#: perceptron, log and epsilon-insensitive losses. The squared losses' derivatives grow with
+#: the error, and from such steps their runs blow up (scikit-learn clips the derivative at
+#: 1e12 and carries on; fastgd raises DivergenceError) or turn chaotic, so they are not
+#: compared with it.
 UNBOUNDED = ("squared_hinge", "modified_huber", "squared_epsilon_insensitive")
 
 
@@ -118,6 +119,34 @@ def test_one_vs_rest_equals_sgdclassifier_on_three_classes(backend, loss):
     ours = fastgd.fit(X, onehot, loss=loss, backend=backend, **our_args("invscaling", "l2"))
     assert ours.coef.shape == (6, 3) and ours.intercept.shape == (3,)
     assert rel_err(our_theta(ours), peer_theta(peer)) <= 1e-10
+
+
+def test_perceptron_steps_from_zero_weights(backend):
+    """scikit-learn's perceptron is ``Hinge(threshold=0)``: at a margin z = s·p of exactly
+    0 its derivative is -s (``z <= 0``), so a fit from zero weights moves at once."""
+    from fastgd.specs import Perceptron, lower_model
+
+    kernels = fastgd.get_backend(backend)
+    X = np.array([[1.0, 2.0], [-1.0, 0.5], [0.5, 1.0]])
+    Y = np.array([[1.0], [-1.0], [1.0]])  # the labels s = ±1 the kernels see
+    data, theta = kernels.prepare(X, Y, np.zeros((3, 1)), None)
+    value, grad = kernels.loss_grad(data, theta, lower_model(Perceptron(), 0.0, 0.0, True))
+    assert float(value) == 0.0
+    expected = -(Y * np.hstack([X, np.ones((3, 1))])).mean(axis=0)[:, None]  # mean(-s·x)
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-15, atol=1e-15)
+    # one sample, one step: the weights become lr·s·x
+    ours = fastgd.fit(X[:1], np.array([1.0]), loss="perceptron", optimizer=fastgd.SGD(lr=0.5),
+                      penalty=None, batch_size=1, epochs=1, shuffle=False, backend=backend)
+    np.testing.assert_array_equal(ours.coef, [0.5, 1.0])
+    assert ours.intercept == 0.5
+
+
+def test_perceptron_has_no_predict_proba():
+    X, y, _ = fastgd.make_classification(40, 3, seed=12)
+    result = fastgd.fit(X, y, loss="perceptron", batch_size=1, epochs=1, backend="numpy")
+    np.testing.assert_array_equal(result.predict(X), result.decision_function(X) > 0)
+    with pytest.raises(ValueError, match="Perceptron"):
+        result.predict_proba(X)
 
 
 def mean_one(w: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from ...specs import (
     LOSS_LOGISTIC,
     LOSS_MODIFIED_HUBER,
     LOSS_MULTINOMIAL,
+    LOSS_PERCEPTRON,
     LOSS_SQUARED,
     LOSS_SQUARED_EPSILON_INSENSITIVE,
     LOSS_SQUARED_HINGE,
@@ -43,11 +44,13 @@ def _signed_label_loss(code: int, P: jax.Array, S: jax.Array) -> jax.Array:
     """Margin losses of labels ``S`` = ±1 (scikit-learn's formulas), with z = s·p.
 
     Each branch is chosen by ``jnp.where`` on numpy's comparison, so the derivative at a
-    kink is numpy's: the hinge at z = 1 gives -s.
+    kink is numpy's: the hinge at z = 1 and the perceptron at z = 0 give -s.
     """
     z = S * P
     if code == LOSS_HINGE:  # max(0, 1 - z)
         return jnp.where(z > 1, 0.0, 1 - z)
+    if code == LOSS_PERCEPTRON:  # max(0, -z)
+        return jnp.where(z > 0, 0.0, -z)
     gap = jnp.where(z < 1, 1 - z, 0.0)  # max(1 - z, 0)
     if code == LOSS_SQUARED_HINGE:
         return gap * gap
@@ -79,7 +82,7 @@ def _sample_losses(P: jax.Array, Y: jax.Array, loss_code: int, eps: jax.Array) -
         return _multinomial(P, Y)
     if loss_code == LOSS_LOGISTIC:
         losses = jnp.logaddexp(0.0, P) - Y * P
-    elif loss_code in (LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
+    elif loss_code in (LOSS_HINGE, LOSS_PERCEPTRON, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
         losses = _signed_label_loss(loss_code, P, Y)
     else:
         losses = _residual_loss(loss_code, eps, P - Y)

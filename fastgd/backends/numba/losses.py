@@ -21,6 +21,7 @@ from ...specs import (
     LOSS_LOGISTIC,
     LOSS_MODIFIED_HUBER,
     LOSS_MULTINOMIAL,
+    LOSS_PERCEPTRON,
     LOSS_SQUARED_EPSILON_INSENSITIVE,
     LOSS_SQUARED_HINGE,
 )
@@ -62,6 +63,10 @@ def _signed_label_loss(p: float, s: float, loss_code: int):
         if z > 1.0:
             return 0.0, 0.0
         return 1.0 - z, -s
+    if loss_code == LOSS_PERCEPTRON:  # max(0, -z); at z = 0 the subgradient -s, as scikit-learn
+        if z > 0.0:
+            return 0.0, 0.0
+        return -z, -s
     gap = _positive_part(1.0 - z)
     if loss_code == LOSS_MODIFIED_HUBER and z < -1.0:  # -4z below -1
         return -4.0 * z, -4.0 * s
@@ -97,6 +102,7 @@ def _loss_and_dloss(p: float, y: float, loss_code: int, loss_param: float):
         return max(p, 0.0) + math.log1p(math.exp(-abs(p))) - y * p, _sigmoid(p) - y
     if (
         loss_code == LOSS_HINGE
+        or loss_code == LOSS_PERCEPTRON
         or loss_code == LOSS_SQUARED_HINGE
         or loss_code == LOSS_MODIFIED_HUBER
     ):

@@ -19,6 +19,7 @@ from ...specs import (
     LOSS_LOGISTIC,
     LOSS_MODIFIED_HUBER,
     LOSS_MULTINOMIAL,
+    LOSS_PERCEPTRON,
     LOSS_SQUARED,
     LOSS_SQUARED_EPSILON_INSENSITIVE,
     LOSS_SQUARED_HINGE,
@@ -52,7 +53,7 @@ def _loss_and_dloss(P: np.ndarray, Y: np.ndarray, model: LoweredModel):
         return _multinomial(P, Y)
     if code == LOSS_LOGISTIC:
         losses, dloss = np.logaddexp(0.0, P) - Y * P, _sigmoid(P) - Y
-    elif code in (LOSS_HINGE, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
+    elif code in (LOSS_HINGE, LOSS_PERCEPTRON, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
         losses, dloss = _signed_label_loss(code, P, Y)
     else:
         losses, dloss = _residual_loss(code, eps, P - Y)
@@ -65,6 +66,9 @@ def _signed_label_loss(code: int, P: np.ndarray, S: np.ndarray):
     if code == LOSS_HINGE:  # max(0, 1 - z); at z = 1 the subgradient -s, as scikit-learn
         met = z > 1
         return np.where(met, 0.0, 1 - z), np.where(met, 0.0, -S)
+    if code == LOSS_PERCEPTRON:  # max(0, -z); at z = 0 the subgradient -s, as scikit-learn
+        met = z > 0
+        return np.where(met, 0.0, -z), np.where(met, 0.0, -S)
     if code == LOSS_SQUARED_HINGE:  # max(0, 1 - z)^2
         gap = np.maximum(1 - z, 0.0)
         return gap * gap, -2 * S * gap
