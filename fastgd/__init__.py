@@ -5,6 +5,7 @@ from .api import check_grad, fit
 from .backends import available_backends, get_backend
 from .data import make_classification, make_regression
 from .result import DivergenceError, FitResult
+from .sklearn_shuffle import SklearnShuffle
 from .specs import (
     SGD,
     AdaGrad,
@@ -51,6 +52,7 @@ __all__ = [
     "Multinomial",
     "Perceptron",
     "RMSProp",
+    "SklearnShuffle",
     "Squared",
     "SquaredEpsilonInsensitive",
     "SquaredHinge",

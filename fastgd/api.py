@@ -18,6 +18,7 @@ from .data import check_sample_weight, check_targets, check_X
 from .placement import place
 from .plan import initial_theta, make_plan
 from .result import DivergenceError, FitResult, make_result
+from .sklearn_shuffle import SklearnShuffle
 from .specs import Loss, Optimizer, Schedule, lower_model, resolve_loss, resolve_penalty
 from .training import train
 
@@ -38,7 +39,7 @@ def fit(
     l1_ratio: float = 0.15,
     fit_intercept: bool = True,
     shuffle: bool = True,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | SklearnShuffle | None = None,
     tol: float | None = None,
     n_iter_no_change: int = 5,
     coef_init: object = None,
@@ -53,6 +54,7 @@ def fit(
     devices: object = None,
     memory_budget: int | None = None,
     max_dloss: float = math.inf,
+    relative_weights: bool = True,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -90,10 +92,13 @@ def fit(
         Penalty strength (>= 0) and elastic-net mixing (in [0, 1]).
     fit_intercept : bool
         Whether to learn ``b``.
-    shuffle, seed : bool, int or Generator
+    shuffle, seed : bool, int, Generator or SklearnShuffle
         Each epoch's sample order is a permutation drawn from
         ``numpy.random.default_rng(seed)`` (or 0..n-1 without shuffle), the same for
-        every backend.
+        every backend. ``seed=fastgd.SklearnShuffle(s)`` visits the rows in the order
+        scikit-learn's SGD visits them for its 32-bit shuffle seed ``s`` (each epoch
+        reshuffles the last one; see :mod:`fastgd.sklearn_shuffle`); it is not supported
+        with chunked epochs (``memory_budget``).
     tol, n_iter_no_change : float or None, int
         Stop when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs in a row (scikit-learn's rule). None runs all epochs.
@@ -112,7 +117,8 @@ def fit(
         ``callback(epoch, loss, coef, intercept)`` after every epoch; returning True stops.
     sample_weight : array-like of shape (n,), optional
         Finite, >= 0, not all 0; rescaled to mean 1 (see ``data.check_sample_weight``),
-        so a full batch weighs each sample by its share of the total weight.
+        so a full batch weighs each sample by its share of the total weight, unless
+        ``relative_weights=False``.
     optimizer_state : (int, ndarray), optional
         A previous result's ``optimizer_state``: training resumes with its moments and
         step count (which also continues the learning-rate schedule).
@@ -131,6 +137,12 @@ def fit(
         Clip each sample's loss derivative d loss / d p to [-max_dloss, max_dloss]
         (scikit-learn's SGD clips at 1e12; its estimators here use that). Default: no
         clip, so a diverging run raises DivergenceError.
+    relative_weights : bool
+        True (default): ``sample_weight`` is rescaled to mean 1, each sample weighing its
+        share of the total weight (doubling every weight changes nothing). False: the
+        weights are used as given, each sample's loss and step multiplied by its weight,
+        as scikit-learn's SGD does (doubling every weight doubles the steps). Both go
+        through the same kernels: only the scale of the weights differs.
 
     Returns
     -------
@@ -151,7 +163,7 @@ def fit(
         coef_init=coef_init, intercept_init=intercept_init, backend=backend, device=device,
         verbose=verbose, progress=progress, callback=callback, sample_weight=sample_weight,
         optimizer_state=optimizer_state, devices=devices, memory_budget=memory_budget,
-        max_dloss=max_dloss,
+        max_dloss=max_dloss, relative_weights=relative_weights,
     )
     start = time.perf_counter()  # fit_time leaves the checks out
     placed = place(plan, kernels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._rows import map_row_ranges
+from .sklearn_shuffle import SklearnShuffle
 from .specs import SIGNED_LABEL_LOSSES, Loss
 
 __all__ = [
@@ -282,13 +283,17 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
     return value
 
 
-def epoch_orders(rng: np.random.Generator, n: int, n_epochs: int, shuffle: bool) -> np.ndarray:
+def epoch_orders(
+    rng: np.random.Generator | SklearnShuffle, n: int, n_epochs: int, shuffle: bool
+) -> np.ndarray:
     """Sample order of each epoch, drawn in numpy so that every backend walks the same batches.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        Source of the permutations (advanced by ``n_epochs`` permutations when shuffling).
+    rng : numpy.random.Generator or SklearnShuffle
+        Source of the permutations: a Generator is advanced by ``n_epochs`` permutations
+        of ``0..n-1``; a :class:`~fastgd.sklearn_shuffle.SklearnShuffle` gives
+        scikit-learn SGD's next ``n_epochs`` orders (each epoch reshuffles the last one).
     n, n_epochs : int
         Samples and epochs.
     shuffle : bool
@@ -303,6 +308,8 @@ def epoch_orders(rng: np.random.Generator, n: int, n_epochs: int, shuffle: bool)
     in_order = np.arange(n, dtype=np.int64)
     if not shuffle:
         return np.broadcast_to(in_order, (n_epochs, n))
+    if isinstance(rng, SklearnShuffle):
+        return rng.epoch_orders(n, n_epochs)
     orders = np.empty((n_epochs, n), dtype=np.int64)
     for order in orders:  # rng.permutation(n), written in place: the same permutations
         order[...] = in_order

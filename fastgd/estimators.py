@@ -12,18 +12,27 @@ Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps on
 - ``learning_rate`` ``"constant"``, ``"invscaling"``, ``"optimal"`` and ``"adaptive"`` are
   scikit-learn's formulas (``fastgd.specs.optimal`` computes its initial offset), counted
   in updates: with ``batch_size=1`` an update is a sample, as in scikit-learn.
-- One-vs-rest: the K binary problems of a multi-class fit are K outputs of one model,
-  trained in one pass over X, each exactly as a separate binary fit. When the classes
-  must stop at their own epochs (``tol`` set) or weigh their samples differently
-  (``class_weight`` with more than two classes), the classes are trained one after the
-  other instead, like scikit-learn does, so that each still equals scikit-learn's.
+- ``shuffle=True`` visits the rows in scikit-learn's order for the same ``random_state``
+  (:mod:`fastgd.sklearn_shuffle`: its seed draws and its own xorshift shuffle), so the
+  same parameters give the same model; ``partial_fit`` draws the order anew at each call,
+  as scikit-learn does.
+- One-vs-rest: scikit-learn trains each class's binary problem on its own, with its own
+  row order when shuffling; so do the classifiers here by default (``ovr_order=
+  "per_class"``), one class after the other, each equal to scikit-learn's. The K binary
+  problems can also be K outputs of one model trained in one pass over X, all in one row
+  order (``ovr_order="shared"``): each still exactly a binary fit in that order, a
+  different model from scikit-learn's when shuffling, and faster. Classes that must stop
+  at their own epochs (``tol`` set) or weigh their samples differently (``class_weight``
+  with more than two classes) are always trained one after the other.
 - ``partial_fit`` runs one epoch over the chunk and carries the parameters, the
   optimizer's state and its step count (which drives the learning rate; ``t_`` is the
   step count plus one, scikit-learn's count of samples seen plus one for batch size 1).
-- Sample weights (times the class weights) follow :func:`fastgd.fit`: they are relative,
-  rescaled to mean 1. scikit-learn's SGD multiplies each sample's step by its weight as
-  given; the two agree when the weights average 1 (``class_weight="balanced"`` does, for a
-  binary problem).
+- Sample weights times the class weights multiply each sample's step as given, as
+  scikit-learn's SGD does, with ``batch_size=1`` (:func:`fastgd.fit` with
+  ``relative_weights=False``). With batches (``batch_size`` k or None) they are relative
+  (rescaled to mean 1, :func:`fastgd.fit`'s default), so that a full batch with weight 2
+  on a row is exactly the full batch with that row twice: scikit-learn's
+  weight-equivalence check, which its own SGD fails, passes there.
 - Each sample's loss derivative is clipped to [-1e12, 1e12] before it is weighted, as
   scikit-learn's SGD does (its ``MAX_DLOSS``; ``fit(..., max_dloss=...)``): a fit that
   diverges ends with large finite weights, as scikit-learn's, rather than an error.
@@ -34,7 +43,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -42,6 +50,12 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .api import fit
 from .result import FitResult
+from .sklearn_shuffle import (
+    SklearnShuffle,
+    binary_seed,
+    one_vs_rest_seeds,
+    regressor_seed,
+)
 from .specs import (
     EpsilonInsensitive,
     Hinge,
@@ -49,6 +63,7 @@ from .specs import (
     Logistic,
     ModifiedHuber,
     Multinomial,
+    Perceptron,
     Squared,
     SquaredEpsilonInsensitive,
     SquaredHinge,
@@ -74,6 +89,7 @@ _REGRESSION_LOSSES = {
 }
 _CLASSIFICATION_LOSSES = {
     "hinge": lambda eps: Hinge(),
+    "perceptron": lambda eps: Perceptron(),
     "log_loss": lambda eps: Logistic(),
     "modified_huber": lambda eps: ModifiedHuber(),
     "squared_hinge": lambda eps: SquaredHinge(),
@@ -143,6 +159,7 @@ class _GDBase(BaseEstimator):
             device=self.device,
             verbose=bool(self.verbose),
             max_dloss=_SKLEARN_MAX_DLOSS,
+            relative_weights=self.batch_size != 1,
         )
 
     # ------------------------------------------------------------------- training
@@ -172,19 +189,20 @@ class _GDBase(BaseEstimator):
         n_epochs : int
             Epochs run (the most of any output).
         """
-        seed = int(self._rng.integers(2**31 - 1))
-        args = dict(self._fit_args(), epochs=epochs, tol=tol, seed=seed, loss=loss)
+        args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss)
         if self.batch_size is not None:
             args["batch_size"] = min(self.batch_size, X.shape[0])
         per_output = weights is not None and weights.ndim == 2
         if not (separately or per_output):
             start = _start(theta0, state0, None, single=Y.ndim == 1)
-            result = fit(X, Y, sample_weight=weights, **start, **args)
+            seed = self._row_orders(separately=False)[0]
+            result = fit(X, Y, sample_weight=weights, seed=seed, **start, **args)
             self._state = result.optimizer_state
             return _theta_of(result), result.n_epochs
+        seeds = self._row_orders(separately=True)
         columns = [
             fit(X, Y[:, k], sample_weight=weights[:, k] if per_output else weights,
-                **_start(theta0, state0, k, single=True), **args)
+                seed=seeds[k % len(seeds)], **_start(theta0, state0, k, single=True), **args)
             for k in range(Y.shape[1])
         ]
         self._state = _stack_states([r.optimizer_state for r in columns])
@@ -210,11 +228,13 @@ class _GDBase(BaseEstimator):
         self.t_ = float(self._state[0] + 1)
         self.coef_, self.intercept_ = self._public_params(theta)
 
-    def _seed_rng(self, reset: bool) -> None:
-        """The generator of the epochs' shuffling seeds (from ``random_state``)."""
-        if reset or not hasattr(self, "_rng"):
-            seed = check_random_state(self.random_state).randint(2**31 - 1)
-            self._rng = np.random.default_rng(seed)
+    def _row_orders(self, separately: bool) -> list[SklearnShuffle | None]:
+        """The row orders of this call's fits, scikit-learn's for ``random_state``: one for
+        a model trained in one pass, or one per output when they train apart (one-vs-rest
+        classes each in the order scikit-learn gives it). None without shuffling."""
+        if not self.shuffle:
+            return [None]
+        return [SklearnShuffle(seed) for seed in self._shuffle_seeds(separately)]
 
     def _fit_or_partial(self, X, y, sample_weight, *, partial, classes=None, coef_init=None,
                         intercept_init=None):
@@ -229,12 +249,11 @@ class _GDBase(BaseEstimator):
         Y, weights, separately = self._targets(X, y, weights, partial=partial, first=first,
                                                classes=classes)
         K = self._n_outputs()
-        self._seed_rng(reset=first)
         if partial:
             theta0, state0 = (None, None) if first else (self._theta, self._state)
             theta, n_epochs = self._train(
                 X, Y, self._loss_spec(), weights, epochs=1, tol=None, theta0=theta0,
-                state0=state0,
+                state0=state0, separately=self._orders_apart(),
             )
         else:
             theta0 = self._initial_theta(X.shape[1], K, X.dtype, coef_init, intercept_init)
@@ -362,6 +381,12 @@ class GDRegressor(RegressorMixin, _GDBase):
     def _n_outputs(self) -> int:
         return 1
 
+    def _shuffle_seeds(self, separately: bool) -> list[int]:
+        return [regressor_seed(self.random_state)]
+
+    def _orders_apart(self) -> bool:
+        return False
+
     def _targets(self, X, y, weights, *, partial, first, classes):
         return y.astype(X.dtype), weights, False
 
@@ -397,14 +422,21 @@ class GDClassifier(ClassifierMixin, _GDBase):
     ----------
     loss : str
         scikit-learn's ``"hinge"`` (linear SVM), ``"log_loss"``, ``"modified_huber"``,
-        ``"squared_hinge"``, or a regression loss on ±1 targets (``"squared_error"``,
-        ``"huber"``, ``"epsilon_insensitive"``, ``"squared_epsilon_insensitive"``): binary,
-        and one-vs-rest for more classes; or fastgd's ``"multinomial"`` (softmax).
+        ``"squared_hinge"``, ``"perceptron"``, or a regression loss on ±1 targets
+        (``"squared_error"``, ``"huber"``, ``"epsilon_insensitive"``,
+        ``"squared_epsilon_insensitive"``): binary, and one-vs-rest for more classes; or
+        fastgd's ``"multinomial"`` (softmax).
     class_weight : dict, "balanced" or None
         Multiplies the sample weights: in one-vs-rest, class k's problem weighs its
         positives by ``class_weight[k]`` and the rest by 1, as scikit-learn.
     n_jobs : int or None
-        Accepted for compatibility; fastgd trains all classes in one pass.
+        Accepted for compatibility; not used.
+    ovr_order : {"per_class", "shared"}
+        One-vs-rest with ``shuffle=True``: each class's binary problem walks the rows in
+        its own order, scikit-learn's, the classes trained one after the other
+        ("per_class", the same model as scikit-learn); or all classes are K outputs of
+        one model trained in one pass over X, in one order ("shared": faster, another
+        model).
     Other parameters
         As :class:`GDRegressor` (defaults as scikit-learn's classifier:
         ``learning_rate="optimal"``, ``power_t=0.5``).
@@ -428,7 +460,7 @@ class GDClassifier(ClassifierMixin, _GDBase):
         random_state=None, learning_rate="optimal", eta0=0.01, power_t=0.5,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, class_weight=None,
         warm_start=False, average=False, optimizer="sgd", batch_size=1, backend="numpy",
-        device=None,
+        device=None, ovr_order="per_class",
     ):  # fmt: skip
         self.loss = loss
         self.penalty = penalty
@@ -455,12 +487,23 @@ class GDClassifier(ClassifierMixin, _GDBase):
         self.batch_size = batch_size
         self.backend = backend
         self.device = device
+        self.ovr_order = ovr_order
 
     # ------------------------------------------------------------------- targets
 
     def _n_outputs(self) -> int:
         K = len(self.classes_)
         return K if (K > 2 or self.loss == "multinomial") else 1
+
+    def _one_vs_rest(self) -> bool:
+        return len(self.classes_) > 2 and self.loss != "multinomial"
+
+    def _shuffle_seeds(self, separately: bool) -> list[int]:
+        """scikit-learn's shuffle seeds: one per class in one-vs-rest trained apart, else
+        its binary fit's (also the one order of a one-pass model)."""
+        if separately and self._one_vs_rest():
+            return one_vs_rest_seeds(self.random_state, len(self.classes_))
+        return [binary_seed(self.random_state)]
 
     def _set_classes(self, y, classes, partial: bool) -> np.ndarray | None:
         """Set ``classes_``; returns the class codes of ``y`` when they came for free."""
@@ -509,7 +552,20 @@ class GDClassifier(ClassifierMixin, _GDBase):
         if class_weights is not None:  # positives of class k by its weight, the rest by 1
             per_output = np.where(onehot, class_weights, 1.0).astype(X.dtype)
             weights = per_output if weights is None else per_output * weights[:, None]
-        return self._signed(onehot.astype(X.dtype)), weights, self.tol is not None
+        apart = self.tol is not None or self._orders_apart()
+        return self._signed(onehot.astype(X.dtype)), weights, apart
+
+    def _orders_apart(self) -> bool:
+        """Whether the classes walk rows in orders of their own (scikit-learn's shuffled
+        one-vs-rest), and so train one after the other."""
+        return bool(self.shuffle) and self._one_vs_rest() and self.ovr_order == "per_class"
+
+    def _check_unsupported(self) -> None:
+        super()._check_unsupported()
+        if self.ovr_order not in ("per_class", "shared"):
+            raise ValueError(
+                f"ovr_order must be 'per_class' or 'shared', got {self.ovr_order!r}"
+            )
 
     def _signed(self, Y: np.ndarray) -> np.ndarray:
         """Regression losses train on ±1 targets (as scikit-learn); the others take labels."""

@@ -9,6 +9,7 @@ from typing import NamedTuple
 from .chunks import ChunkedRows, default_memory_budget, rows_per_chunk
 from .data import check_int
 from .plan import Plan
+from .sklearn_shuffle import SklearnShuffle
 
 __all__ = ["Placed", "place"]
 
@@ -65,8 +66,15 @@ def place(plan: Plan, kernels: ModuleType) -> Placed:
     ValueError
         For a device the backend cannot use, or (several processes) a batch size larger
         than the rows of all of them.
+    NotImplementedError
+        For scikit-learn's shuffle on data walked in chunks.
     """
     chunks = _chunks(plan)
+    if chunks is not None and plan.shuffle and isinstance(plan.rng, SklearnShuffle):
+        raise NotImplementedError(
+            f"seed={plan.rng!r} (scikit-learn's row order) is not supported with chunked "
+            "epochs (memory_budget, or a memmap X); pass an int seed or shuffle=False"
+        )
     if chunks is None:
         data, theta = kernels.prepare(plan.X, plan.Y, plan.theta, plan.placement, plan.weight)
         n = kernels.global_rows(data) if plan.on_mesh else plan.X.shape[0]

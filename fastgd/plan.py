@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import check_int, check_sample_weight, check_targets, check_X
+from .sklearn_shuffle import SklearnShuffle
 from .specs import (
     Adaptive,
     Loss,
@@ -47,7 +48,8 @@ class Plan:
     Y : ndarray, shape (n, T)
         Kernel targets (see :func:`fastgd.data.kernel_targets`), in ``X``'s dtype.
     weight : ndarray of shape (n,) or None
-        Sample weights rescaled to mean 1 (over every process), in ``X``'s dtype.
+        Sample weights in ``X``'s dtype: rescaled to mean 1 (over every process), or as
+        given with ``relative_weights=False``.
     theta : ndarray, shape (d + 1, K)
         Starting parameters (weights, then the intercepts), in ``X``'s dtype.
     state : tuple (int, ndarray of shape (2, d + 1, K)) or None
@@ -68,8 +70,9 @@ class Plan:
         Epochs to run at most.
     shuffle : bool
         Whether each epoch draws a new sample order.
-    rng : numpy.random.Generator
-        Source of the sample orders.
+    rng : numpy.random.Generator or SklearnShuffle
+        Source of the sample orders: numpy's generator, or scikit-learn SGD's shuffle
+        (a fresh stream for this fit).
     tol, n_iter_no_change : float or None, int
         The stopping rule (see :class:`fastgd.training.ToleranceRule`).
     callback : callable or None
@@ -105,7 +108,7 @@ class Plan:
     batch_size: int | None
     epochs: int
     shuffle: bool
-    rng: np.random.Generator
+    rng: np.random.Generator | SklearnShuffle
     tol: float | None
     n_iter_no_change: int
     callback: Callable[[int, float, np.ndarray, float], bool | None] | None
@@ -140,7 +143,7 @@ def make_plan(
     l1_ratio: float,
     fit_intercept: bool,
     shuffle: bool,
-    seed: int | np.random.Generator | None,
+    seed: int | np.random.Generator | SklearnShuffle | None,
     tol: float | None,
     n_iter_no_change: int,
     coef_init: object,
@@ -155,6 +158,7 @@ def make_plan(
     devices: object,
     memory_budget: int | None,
     max_dloss: float,
+    relative_weights: bool,
 ) -> Plan:
     """Check every argument of :func:`fastgd.fit` once and describe the problem.
 
@@ -183,10 +187,11 @@ def make_plan(
     optimizer = _resolve_optimizer(optimizer, lr)
     l2, l1 = resolve_penalty(penalty, alpha, l1_ratio)
     epochs = check_int("epochs", epochs, 1)
-    _check_options(fit_intercept, shuffle, tol, n_iter_no_change, seed, callback)
+    _check_options(fit_intercept, shuffle, tol, n_iter_no_change, seed, callback,
+                   relative_weights)
     X = check_X(X)
     Y, n_outputs, single_output = check_targets(y, X, loss)
-    weight = _checked_weight(sample_weight, X, processes)
+    weight = _checked_weight(sample_weight, X, processes, relative_weights)
     if batch_size is not None:  # several processes: checked against all their rows later
         batch_size = check_int("batch_size", batch_size, 1, X.shape[0] if processes == 1 else None)
     theta = initial_theta(
@@ -197,7 +202,7 @@ def make_plan(
     state = None if optimizer_state is None else _check_state(optimizer_state, theta)
     adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
     opt = lower_optimizer(optimizer)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = _order_source(seed)
     placement = _placement(backend, device, devices)
     memory_budget = _check_memory_budget(memory_budget, processes)
     return Plan(
@@ -225,6 +230,7 @@ def _check_options(
     n_iter_no_change: object,
     seed: object,
     callback: object,
+    relative_weights: object,
 ) -> None:
     """Check the flags, the stopping rule, the seed and the callback, in that order.
 
@@ -236,7 +242,9 @@ def _check_options(
         For a ``tol`` that is not None or a finite real, an ``n_iter_no_change`` below 1,
         a negative ``seed``.
     """
-    for name, flag in (("fit_intercept", fit_intercept), ("shuffle", shuffle)):
+    flags = (("fit_intercept", fit_intercept), ("shuffle", shuffle),
+             ("relative_weights", relative_weights))
+    for name, flag in flags:
         if not isinstance(flag, bool | np.bool_):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     if tol is not None:
@@ -244,22 +252,41 @@ def _check_options(
         if not is_real or not math.isfinite(tol):
             raise ValueError(f"tol must be None or a finite real number, got {tol!r}")
     check_int("n_iter_no_change", n_iter_no_change, 1)
-    if seed is not None and not isinstance(seed, np.random.Generator):
+    if seed is not None and not isinstance(seed, np.random.Generator | SklearnShuffle):
         check_int("seed", seed, 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {callback!r}")
 
 
-def _checked_weight(sample_weight: object, X: np.ndarray, processes: int) -> np.ndarray | None:
-    """The sample weights in ``X``'s dtype, rescaled to mean 1 over the rows of every
-    process, or None without weights."""
+def _checked_weight(
+    sample_weight: object, X: np.ndarray, processes: int, relative: bool
+) -> np.ndarray | None:
+    """The sample weights in ``X``'s dtype, or None without weights: rescaled to mean 1
+    over the rows of every process when ``relative``, else as given."""
     if sample_weight is None:
         return None
     n = X.shape[0]
+    if not relative:
+        weight = check_sample_weight(sample_weight, n, X.dtype, mean=1.0)
+        if not weight.any():
+            raise ValueError("sample_weight must not be all zero")
+        return weight
     mean = None if processes == 1 else _mean_over_processes(
         check_sample_weight(sample_weight, n, np.float64, mean=1.0)
     )
     return check_sample_weight(sample_weight, n, X.dtype, mean=mean)
+
+
+def _order_source(
+    seed: int | np.random.Generator | SklearnShuffle | None,
+) -> np.random.Generator | SklearnShuffle:
+    """Where this fit's sample orders come from: the caller's Generator (advanced), a
+    fresh ``default_rng(seed)``, or a fresh stream of scikit-learn's shuffle."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, SklearnShuffle):
+        return seed.restarted()
+    return np.random.default_rng(seed)
 
 
 def initial_theta(

@@ -142,9 +142,11 @@ def test_unit_weights_give_exactly_the_unweighted_gradient(backend):
         np.testing.assert_array_equal(plain[1], unit[1], err_msg=loss)
 
 
-@pytest.mark.parametrize("loss", ["hinge", "epsilon_insensitive", "modified_huber"])
+@pytest.mark.parametrize("loss", ["hinge", "epsilon_insensitive", "modified_huber",
+                                  "perceptron"])
 def test_kinks_take_scikit_learns_subgradient(backend, loss):
-    """At a hinge margin of exactly 1 the derivative is -y (scikit-learn's ``z <= 1``);
+    """At a hinge margin of exactly 1 the derivative is -y (scikit-learn's ``z <= 1``), at a
+    perceptron margin of exactly 0 too (``z <= 0``: from zero weights the first step moves);
     at |p − y| = ε the epsilon-insensitive derivative is 0; modified Huber is smooth at
     z = 1 (derivative 0) and at z = -1 (derivative -4·y on both sides)."""
     X = np.array([[1.0], [1.0]])
@@ -154,6 +156,10 @@ def test_kinks_take_scikit_learns_subgradient(backend, loss):
         y, theta, expected = np.array([0.4, 0.6]), np.array([[0.5], [0.0]]), [[0.0], [0.0]]
     elif loss == "hinge":  # margins exactly 1 for both labels
         y, theta, expected = np.array([1.0, 1.0]), np.array([[1.0], [0.0]]), [[-1.0], [-1.0]]
+    elif loss == "perceptron":  # zero weights: margins exactly 0, labels +1 and -1
+        X = np.array([[1.0], [2.0]])
+        y, theta = np.array([1.0, 0.0]), np.zeros((2, 1))
+        expected = [[(-1.0 * 1 + 1.0 * 2) / 2], [(-1.0 + 1.0) / 2]]
     else:  # margins z = 1 (derivative 0) and z = -1 (derivative -4), label +1 for both
         X = np.array([[1.0], [-1.0]])
         y, theta = np.array([1.0, 1.0]), np.array([[1.0], [0.0]])

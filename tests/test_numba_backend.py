@@ -38,7 +38,8 @@ ref = fastgd.get_backend("numpy")
 
 #: Loss names in code order.
 LOSS_NAMES = ("squared", "huber", "logistic", "hinge", "squared_hinge", "modified_huber",
-              "epsilon_insensitive", "squared_epsilon_insensitive", "multinomial")
+              "epsilon_insensitive", "squared_epsilon_insensitive", "multinomial",
+              "perceptron")
 
 
 def _dispatchers():

@@ -1,0 +1,153 @@
+"""The estimators on scikit-learn's own settings: its shuffle and its absolute weights.
+
+The cases users hit and where conventions do not happen to agree: ``shuffle=True`` (its
+default) with a ``random_state``, sample weights that do not average 1, multi-class with
+class weights, ``partial_fit`` shuffled. Each compares ``coef_``, ``intercept_``,
+``n_iter_`` and ``t_`` with scikit-learn's on real data sets it ships, every backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import rel_err
+from test_estimators import assert_same_model, quietly, wine
+
+import fastgd
+
+pytest.importorskip("sklearn")
+from sklearn.linear_model import SGDClassifier, SGDRegressor  # noqa: E402
+
+
+def diabetes():
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    return (X - X.mean(axis=0)) / X.std(axis=0), (y - y.mean()) / y.std()
+
+
+def breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    return (X - X.mean(axis=0)) / X.std(axis=0), y
+
+
+def weights_averaging(mean: float, n: int, seed: int = 0) -> np.ndarray:
+    w = np.random.default_rng(seed).uniform(0.2, 3.0, n)
+    return w * (mean / w.mean())
+
+
+@pytest.mark.parametrize("random_state", [0, 7])
+@pytest.mark.parametrize("loss", ["hinge", "log_loss"])
+def test_binary_shuffled_equals_sgdclassifier(backend, loss, random_state):
+    X, y = breast_cancer()
+    params = dict(loss=loss, learning_rate="optimal", alpha=1e-3, tol=None, max_iter=6,
+                  random_state=random_state)  # shuffle=True: both defaults
+    peer = quietly(SGDClassifier(**params), X, y)
+    ours = fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+    assert_same_model(ours, peer, rtol=1e-9)
+    unshuffled = fastgd.GDClassifier(backend=backend, shuffle=False, **params).fit(X, y)
+    assert rel_err(unshuffled.coef_, ours.coef_) > 1e-3  # the order does act
+
+
+def test_one_vs_rest_shuffled_trains_each_class_in_its_own_order(backend):
+    X, y = wine()
+    params = dict(loss="hinge", learning_rate="constant", eta0=0.01, tol=None, max_iter=6,
+                  random_state=3)
+    peer = quietly(SGDClassifier(**params), X, y)
+    ours = fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+    assert_same_model(ours, peer)
+    shared = fastgd.GDClassifier(backend=backend, ovr_order="shared", **params).fit(X, y)
+    assert rel_err(shared.coef_, peer.coef_) > 1e-3  # another model: one order for all
+    order = fastgd.SklearnShuffle(fastgd.sklearn_shuffle.binary_seed(3))
+    for k in range(3):  # each class of the one-pass model is a binary fit in that order
+        alone = fastgd.fit(X, (y == k).astype(float), loss="hinge", lr=0.01, batch_size=1,
+                           epochs=6, penalty="l2", alpha=1e-4, seed=order,
+                           max_dloss=1e12, backend=backend)  # fmt: skip
+        assert rel_err(shared.coef_[k], alone.coef) <= 1e-10
+
+
+@pytest.mark.parametrize("tol", [None, 1e-3], ids=["tol_off", "tol_on"])
+def test_regressor_shuffled_equals_sgdregressor(backend, tol):
+    X, y = diabetes()
+    params = dict(penalty="l2", alpha=1e-3, eta0=0.005, tol=tol, max_iter=12, random_state=5)
+    peer = quietly(SGDRegressor(**params), X, y)
+    assert_same_model(fastgd.GDRegressor(backend=backend, **params).fit(X, y), peer)
+
+
+@pytest.mark.parametrize("mean", [2.0, 0.3])
+def test_sample_weights_not_averaging_one_are_absolute_as_scikit_learns(backend, mean):
+    X, y = breast_cancer()
+    w = weights_averaging(mean, len(y))
+    params = dict(loss="hinge", learning_rate="invscaling", eta0=0.02, shuffle=False,
+                  tol=None, max_iter=5)
+    peer = quietly(SGDClassifier(**params), X, y, sample_weight=w)
+    assert_same_model(fastgd.GDClassifier(backend=backend, **params).fit(X, y, sample_weight=w),
+                      peer)  # fmt: skip
+    X, y = diabetes()
+    w = weights_averaging(mean, len(y), seed=1)
+    params = dict(penalty="l2", eta0=0.005, shuffle=True, random_state=2, tol=None,
+                  max_iter=5)
+    peer = quietly(SGDRegressor(**params), X, y, sample_weight=w)
+    assert_same_model(fastgd.GDRegressor(backend=backend, **params).fit(X, y, sample_weight=w),
+                      peer)  # fmt: skip
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 3.0, 2: 0.5}])
+def test_multi_class_class_weight_and_sample_weight_shuffled(backend, class_weight):
+    X, y = wine()
+    w = weights_averaging(1.7, len(y))
+    params = dict(loss="hinge", learning_rate="optimal", alpha=1e-3, tol=None, max_iter=5,
+                  random_state=11, class_weight=class_weight)
+    peer = quietly(SGDClassifier(**params), X, y, sample_weight=w)
+    ours = fastgd.GDClassifier(backend=backend, **params).fit(X, y, sample_weight=w)
+    assert_same_model(ours, peer, rtol=1e-9)
+
+
+def test_partial_fit_shuffled_over_chunks_equals_scikit_learns(backend):
+    X, y = wine()
+    params = dict(loss="log_loss", learning_rate="invscaling", eta0=0.05, random_state=4)
+    peer, ours = SGDClassifier(**params), fastgd.GDClassifier(backend=backend, **params)
+    for rows in np.array_split(np.arange(len(y)), 3):
+        peer.partial_fit(X[rows], y[rows], classes=[0, 1, 2])
+        ours.partial_fit(X[rows], y[rows], classes=[0, 1, 2])
+    assert_same_model(ours, peer)
+
+
+def test_fit_weights_are_relative_by_default_and_absolute_on_request(backend):
+    X, y = diabetes()
+    w = weights_averaging(1.0, len(y))
+    args = dict(lr=0.01, batch_size=1, epochs=3, shuffle=False, backend=backend)
+    base = fastgd.fit(X, y, sample_weight=w, **args)
+    doubled = fastgd.fit(X, y, sample_weight=2 * w, **args)
+    assert rel_err(doubled.coef, base.coef) <= 1e-12  # relative: the scale does not count
+    absolute = fastgd.fit(X, y, sample_weight=w, relative_weights=False, **args)
+    assert rel_err(absolute.coef, base.coef) <= 1e-12  # these weights average 1
+    twice = fastgd.fit(X, y, sample_weight=2 * w, relative_weights=False, **args)
+    assert rel_err(twice.coef, base.coef) > 1e-3  # absolute: twice the steps
+    unit = fastgd.fit(X, y, lr=0.02, batch_size=1, epochs=3, shuffle=False, backend=backend)
+    with_two = fastgd.fit(X, y, sample_weight=np.full(len(y), 2.0), relative_weights=False,
+                          **args)  # fmt: skip
+    assert rel_err(with_two.coef, unit.coef) <= 1e-10  # weight 2 at lr is lr 2 (squared loss)
+
+
+def test_bad_relative_weights_and_orders_are_named():
+    X, y = diabetes()
+    with pytest.raises(TypeError, match="relative_weights must be a bool"):
+        fastgd.fit(X, y, relative_weights="no")
+    with pytest.raises(ValueError, match="sample_weight must not be all zero"):
+        fastgd.fit(X, y, sample_weight=np.zeros(len(y)), relative_weights=False)
+    with pytest.raises(NotImplementedError, match="SklearnShuffle"):
+        fastgd.fit(X, y, batch_size=8, seed=fastgd.SklearnShuffle(1), memory_budget=4096)
+    with pytest.raises(ValueError, match="ovr_order must be"):
+        fastgd.GDClassifier(ovr_order="sometimes").fit(*wine())
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_perceptron_classifier_equals_scikit_learns(backend, shuffle):
+    X, y = wine()
+    params = dict(loss="perceptron", penalty=None, learning_rate="constant", eta0=1.0,
+                  tol=None, max_iter=5, shuffle=shuffle, random_state=1)
+    peer = quietly(SGDClassifier(**params), X, y)
+    assert_same_model(fastgd.GDClassifier(backend=backend, **params).fit(X, y), peer)
