@@ -55,6 +55,7 @@ def fit(
     memory_budget: int | None = None,
     max_dloss: float = math.inf,
     relative_weights: bool = True,
+    monitor: Callable[[np.ndarray, float | np.ndarray], float] | None = None,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -143,6 +144,10 @@ def fit(
         weights are used as given, each sample's loss and step multiplied by its weight,
         as scikit-learn's SGD does (doubling every weight doubles the steps). Both go
         through the same kernels: only the scale of the weights differs.
+    monitor : callable, optional
+        ``monitor(coef, intercept) -> float``, called after every epoch: the value the
+        ``tol`` rule watches instead of the epoch loss, smaller being better (e.g. minus
+        a score on held-out rows: the estimators' ``early_stopping``).
 
     Returns
     -------
@@ -164,6 +169,7 @@ def fit(
         verbose=verbose, progress=progress, callback=callback, sample_weight=sample_weight,
         optimizer_state=optimizer_state, devices=devices, memory_budget=memory_budget,
         max_dloss=max_dloss, relative_weights=relative_weights,
+        monitor=monitor,
     )
     start = time.perf_counter()  # fit_time leaves the checks out
     placed = place(plan, kernels)

@@ -40,9 +40,13 @@ Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps on
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -121,11 +125,11 @@ class _GDBase(BaseEstimator):
                 f"average={self.average!r} is not supported (scikit-learn's averaged SGD); "
                 "use average=False"
             )
-        if self.early_stopping is not False:
-            raise NotImplementedError(
-                f"early_stopping={self.early_stopping!r} is not supported (stopping on a "
-                "held-out validation score); use early_stopping=False and tol"
-            )
+        if not isinstance(self.early_stopping, bool | np.bool_):
+            raise TypeError(f"early_stopping must be a bool, got {self.early_stopping!r}")
+        fraction = self.validation_fraction
+        if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
 
     def _schedule(self, alpha: float):
         """The learning rate of ``learning_rate``, ``eta0``, ``power_t`` and ``alpha``."""
@@ -164,7 +168,8 @@ class _GDBase(BaseEstimator):
 
     # ------------------------------------------------------------------- training
 
-    def _train(self, X, Y, loss, weights, *, epochs, tol, theta0, state0, separately=False):
+    def _train(self, X, Y, loss, weights, *, epochs, tol, theta0, state0, separately=False,
+               held_out=None, raw_weight=None):
         """Train the (d + 1, K) parameters on kernel-ready targets ``Y``.
 
         Parameters
@@ -182,6 +187,12 @@ class _GDBase(BaseEstimator):
         separately : bool
             Train each column of ``Y`` on its own (scikit-learn's one-vs-rest), so that
             each stops at its own epoch.
+        held_out : None or ndarray of bool, shape (n,)
+            Early stopping's validation rows: not trained on (they keep their places in
+            scikit-learn's shuffled order), scored after every epoch; ``tol`` then
+            watches that score.
+        raw_weight : None or ndarray of shape (n,)
+            The sample weights as given, which weigh the validation score.
 
         Returns
         -------
@@ -189,20 +200,29 @@ class _GDBase(BaseEstimator):
         n_epochs : int
             Epochs run (the most of any output).
         """
+        monitors = [None] * (1 if Y.ndim == 1 else Y.shape[1])
+        if held_out is not None:
+            val_weight = None if raw_weight is None else raw_weight[held_out]
+            monitors = self._monitors(X[held_out], Y[held_out], val_weight, separately)
+            keep = ~held_out
+            X, Y, weights = X[keep], Y[keep], None if weights is None else weights[keep]
         args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss)
         if self.batch_size is not None:
             args["batch_size"] = min(self.batch_size, X.shape[0])
         per_output = weights is not None and weights.ndim == 2
+        keep = None if held_out is None else ~held_out
         if not (separately or per_output):
             start = _start(theta0, state0, None, single=Y.ndim == 1)
-            seed = self._row_orders(separately=False)[0]
-            result = fit(X, Y, sample_weight=weights, seed=seed, **start, **args)
+            seed = self._row_orders(separately=False, keep=keep)[0]
+            result = fit(X, Y, sample_weight=weights, seed=seed, monitor=monitors[0], **start,
+                         **args)  # fmt: skip
             self._state = result.optimizer_state
             return _theta_of(result), result.n_epochs
-        seeds = self._row_orders(separately=True)
+        seeds = self._row_orders(separately=True, keep=keep)
         columns = [
             fit(X, Y[:, k], sample_weight=weights[:, k] if per_output else weights,
-                seed=seeds[k % len(seeds)], **_start(theta0, state0, k, single=True), **args)
+                seed=seeds[k % len(seeds)], monitor=monitors[k],
+                **_start(theta0, state0, k, single=True), **args)
             for k in range(Y.shape[1])
         ]
         self._state = _stack_states([r.optimizer_state for r in columns])
@@ -228,13 +248,43 @@ class _GDBase(BaseEstimator):
         self.t_ = float(self._state[0] + 1)
         self.coef_, self.intercept_ = self._public_params(theta)
 
-    def _row_orders(self, separately: bool) -> list[SklearnShuffle | None]:
+    def _row_orders(self, separately: bool, keep=None) -> list[SklearnShuffle | None]:
         """The row orders of this call's fits, scikit-learn's for ``random_state``: one for
         a model trained in one pass, or one per output when they train apart (one-vs-rest
-        classes each in the order scikit-learn gives it). None without shuffling."""
+        classes each in the order scikit-learn gives it); ``keep``: the rows trained on.
+        None without shuffling."""
         if not self.shuffle:
             return [None]
-        return [SklearnShuffle(seed) for seed in self._shuffle_seeds(separately)]
+        return [SklearnShuffle(seed, keep) for seed in self._shuffle_seeds(separately)]
+
+    def _monitors(self, X_val, Y_val, val_weight, separately: bool) -> list:
+        """Early stopping's score of each fit on the validation rows, negated (the ``tol``
+        rule of :func:`fastgd.fit` minimises it): one per column of ``Y_val`` when the
+        outputs train apart, else one."""
+        if Y_val.ndim == 1 or not separately:
+            return [self._monitor(X_val, Y_val, val_weight)]
+        return [self._monitor(X_val, Y_val[:, k], val_weight) for k in range(Y_val.shape[1])]
+
+    def _held_out(self, y, raw_weight) -> np.ndarray | None:
+        """Early stopping's validation rows (a mask), as scikit-learn draws them: a
+        stratified split for the classifier, a plain one for the regressor, both from
+        ``random_state``; None without early stopping."""
+        if not self.early_stopping:
+            return None
+        splitter = StratifiedShuffleSplit if is_classifier(self) else ShuffleSplit
+        cv = splitter(test_size=self.validation_fraction, random_state=self.random_state)
+        train, validation = next(cv.split(np.zeros((y.shape[0], 1)), y))
+        if raw_weight is not None and not np.any(raw_weight[validation] > 0):
+            raise ValueError("The sample weights of the validation rows are all zero; use "
+                             "another random_state or validation_fraction")  # fmt: skip
+        if train.shape[0] == 0 or validation.shape[0] == 0:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} splits {y.shape[0]} samples "
+                f"into {train.shape[0]} to train on and {validation.shape[0]} to validate"
+            )
+        held_out = np.zeros(y.shape[0], dtype=bool)
+        held_out[validation] = True
+        return held_out
 
     def _fit_or_partial(self, X, y, sample_weight, *, partial, classes=None, coef_init=None,
                         intercept_init=None):
@@ -246,9 +296,15 @@ class _GDBase(BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        raw_weight = weights
         Y, weights, separately = self._targets(X, y, weights, partial=partial, first=first,
                                                classes=classes)
         K = self._n_outputs()
+        self._check_unsupported()
+        if partial and self.early_stopping:
+            raise ValueError("early_stopping should be False with partial_fit (as in "
+                             "scikit-learn: it needs the whole data to hold rows out)")
+        held_out = None if partial else self._held_out(y, raw_weight)
         if partial:
             theta0, state0 = (None, None) if first else (self._theta, self._state)
             theta, n_epochs = self._train(
@@ -259,8 +315,12 @@ class _GDBase(BaseEstimator):
             theta0 = self._initial_theta(X.shape[1], K, X.dtype, coef_init, intercept_init)
             theta, n_epochs = self._train(
                 X, Y, self._loss_spec(), weights, epochs=self.max_iter, tol=self.tol,
-                theta0=theta0, state0=None, separately=separately,
+                theta0=theta0, state0=None, separately=separately, held_out=held_out,
+                raw_weight=raw_weight,
             )
+        if held_out is not None:  # scikit-learn counts the held-out rows in t_ (and in the
+            # step a later partial_fit's learning rate goes on from) too
+            self._state = (n_epochs * X.shape[0], self._state[1])
         self._record(theta, n_epochs)
         return self
 
@@ -386,6 +446,11 @@ class GDRegressor(RegressorMixin, _GDBase):
 
     def _orders_apart(self) -> bool:
         return False
+
+    def _monitor(self, X_val, y_val, val_weight):
+        """Minus the R² on the validation rows, scikit-learn's validation score."""
+        return lambda coef, intercept: -r2_score(y_val, X_val @ coef + intercept,
+                                                 sample_weight=val_weight)  # fmt: skip
 
     def _targets(self, X, y, weights, *, partial, first, classes):
         return y.astype(X.dtype), weights, False
@@ -559,6 +624,17 @@ class GDClassifier(ClassifierMixin, _GDBase):
         """Whether the classes walk rows in orders of their own (scikit-learn's shuffled
         one-vs-rest), and so train one after the other."""
         return bool(self.shuffle) and self._one_vs_rest() and self.ovr_order == "per_class"
+
+    def _monitor(self, X_val, Y_val, val_weight):
+        """Minus the accuracy on the validation rows, scikit-learn's validation score: of
+        the binary problem (positives: targets 1) for one output, of the classes for
+        ``multinomial``."""
+        if self.loss == "multinomial":  # Y_val holds the class codes
+            return lambda coef, intercept: -accuracy_score(
+                Y_val, np.argmax(X_val @ coef + intercept, axis=1), sample_weight=val_weight)
+        positive = Y_val == 1
+        return lambda coef, intercept: -accuracy_score(
+            positive, X_val @ coef + intercept > 0, sample_weight=val_weight)
 
     def _check_unsupported(self) -> None:
         super()._check_unsupported()

@@ -77,6 +77,9 @@ class Plan:
         The stopping rule (see :class:`fastgd.training.ToleranceRule`).
     callback : callable or None
         Called after every epoch; True stops.
+    monitor : callable or None
+        ``monitor(coef, intercept) -> float`` after every epoch: what the tolerance rule
+        watches instead of the epoch loss (smaller is better); None watches the loss.
     verbose, progress : bool
         Print a line per epoch; show a progress bar.
     backend : str
@@ -112,6 +115,7 @@ class Plan:
     tol: float | None
     n_iter_no_change: int
     callback: Callable[[int, float, np.ndarray, float], bool | None] | None
+    monitor: Callable[[np.ndarray, float | np.ndarray], float] | None
     verbose: bool
     progress: bool
     backend: str
@@ -125,7 +129,8 @@ class Plan:
     def per_epoch(self) -> bool:
         """Whether Python looks at every epoch (a stopping rule, a callback or a report)."""
         return (
-            self.tol is not None or self.callback is not None or self.verbose or self.progress
+            self.tol is not None or self.callback is not None or self.monitor is not None
+            or self.verbose or self.progress
         )
 
 
@@ -159,6 +164,7 @@ def make_plan(
     memory_budget: int | None,
     max_dloss: float,
     relative_weights: bool,
+    monitor: Callable[[np.ndarray, float | np.ndarray], float] | None,
 ) -> Plan:
     """Check every argument of :func:`fastgd.fit` once and describe the problem.
 
@@ -189,6 +195,8 @@ def make_plan(
     epochs = check_int("epochs", epochs, 1)
     _check_options(fit_intercept, shuffle, tol, n_iter_no_change, seed, callback,
                    relative_weights)
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"monitor must be callable, got {monitor!r}")
     X = check_X(X)
     Y, n_outputs, single_output = check_targets(y, X, loss)
     weight = _checked_weight(sample_weight, X, processes, relative_weights)
@@ -209,7 +217,7 @@ def make_plan(
         X=X, Y=Y, weight=weight, theta=theta, state=state, single_output=single_output,
         loss=loss, model=model, opt=opt, adaptive_lr=adaptive_lr, batch_size=batch_size,
         epochs=epochs, shuffle=shuffle, rng=rng, tol=tol, n_iter_no_change=n_iter_no_change,
-        callback=callback, verbose=verbose, progress=progress, backend=backend,
+        callback=callback, monitor=monitor, verbose=verbose, progress=progress, backend=backend,
         placement=placement, on_mesh=devices is not None, processes=processes,
         memory_budget=memory_budget, file_backed=file_backed,
     )

@@ -68,13 +68,18 @@ class SklearnShuffle:
     seed : int
         The shuffle seed, in [0, 2**32) (scikit-learn draws it below 2**31 - 1; see
         :func:`binary_seed`).
+    keep : array of bool, shape (N,), optional
+        The rows trained on, among all ``N`` rows scikit-learn shuffles (its early
+        stopping holds the others out: they keep their places in the shuffled order and
+        are skipped). The orders then index the kept rows, ``0..keep.sum()-1``.
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, keep: np.ndarray | None = None):
         if (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
                 or not 0 <= int(seed) < 2**32):  # fmt: skip
             raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
         self.seed = int(seed)
+        self.keep = None if keep is None else np.asarray(keep, dtype=bool).copy()
         self._order: np.ndarray | None = None
         self._positions: np.ndarray | None = None
 
@@ -83,7 +88,7 @@ class SklearnShuffle:
 
     def restarted(self) -> SklearnShuffle:
         """A new stream of orders for the same seed, starting again from ``0..n-1``."""
-        return SklearnShuffle(self.seed)
+        return SklearnShuffle(self.seed, self.keep)
 
     def positions(self, n: int) -> np.ndarray:
         """The permutation ``P`` one epoch's pass applies, shape (n,), int64."""
@@ -94,8 +99,21 @@ class SklearnShuffle:
     def epoch_orders(self, n: int, n_epochs: int) -> np.ndarray:
         """The next ``n_epochs`` epochs' orders, shape (n_epochs, n), int64.
 
-        The stream goes on from the last epoch it gave (for the same ``n``).
+        The stream goes on from the last epoch it gave (for the same ``n``). With
+        ``keep``, ``n`` is the number of kept rows.
         """
+        if self.keep is None:
+            return self._all_rows_orders(n, n_epochs)
+        if n != int(self.keep.sum()):
+            raise ValueError(f"n={n} differs from the {int(self.keep.sum())} rows kept")
+        kept_index = np.cumsum(self.keep) - 1  # a kept row's place among the kept rows
+        orders = self._all_rows_orders(self.keep.shape[0], n_epochs)
+        return np.stack([kept_index[order[self.keep[order]]] for order in orders]).reshape(
+            n_epochs, n
+        )
+
+    def _all_rows_orders(self, n: int, n_epochs: int) -> np.ndarray:
+        """The orders of all ``n`` rows, the stream going on."""
         positions = self.positions(n)
         order = self._order if self._order is not None and self._order.shape[0] == n else None
         if order is None:

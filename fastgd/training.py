@@ -27,9 +27,10 @@ _CHUNK_INDEX_BYTES = 32 * 2**20
 class ToleranceRule:
     """scikit-learn's stopping rule, and its ``adaptive`` learning rate.
 
-    After ``n_iter_no_change`` epochs in a row whose loss did not beat the best so far by
-    ``tol``: stop, or, with an adaptive rate still above 1e-6, divide the rate by 5 and
-    start counting again. ``tol=None`` never stops (nor adapts).
+    After ``n_iter_no_change`` epochs in a row whose loss (or monitored value, e.g. minus
+    a validation score) did not beat the best so far by ``tol``: stop, or, with an
+    adaptive rate still above 1e-6, divide the rate by 5 and start counting again.
+    ``tol=None`` never stops (nor adapts).
     """
 
     def __init__(self, tol: float | None, n_iter_no_change: int, adaptive_lr: float | None):
@@ -233,8 +234,7 @@ def _after_epoch(
     if bar is not None:
         bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
         bar.update(1)
-    if plan.callback is not None and plan.callback(
-        epoch, loss, *public_params(theta, plan.X.dtype, plan.single_output)
-    ):
+    params = public_params(theta, plan.X.dtype, plan.single_output)
+    if plan.callback is not None and plan.callback(epoch, loss, *params):
         return True
-    return rule.stop_after(loss)
+    return rule.stop_after(loss if plan.monitor is None else float(plan.monitor(*params)))

@@ -219,8 +219,7 @@ def test_pipeline_in_grid_search(backend):
     ("params", "error", "fragment"),
     [
         (dict(average=True), NotImplementedError, "average"),
-        (dict(early_stopping=True), NotImplementedError, "early_stopping"),
-        (dict(loss="perceptron"), ValueError, "perceptron"),
+        (dict(loss="ridge"), ValueError, "ridge"),
         (dict(learning_rate="pa1"), ValueError, "learning_rate"),
         (dict(penalty="l3"), ValueError, "penalty"),
         (dict(alpha=-1.0), ValueError, "alpha"),

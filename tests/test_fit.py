@@ -232,3 +232,21 @@ def test_a_single_sample_and_feature(backend, name, batch_size):
     assert result.n_updates == 3
     assert rel_err(theta_of(result), theta) <= 1e-12
     assert rel_err(result.loss_history, losses) <= 1e-12
+
+
+def test_the_tol_rule_watches_the_monitor_instead_of_the_loss(backend):
+    X, y, _ = fastgd.make_regression(64, 3, seed=1)
+    seen = []
+
+    def flat_score(coef, intercept):
+        seen.append((coef.copy(), intercept))
+        return 0.0  # never improves: stop after n_iter_no_change + 1 epochs
+
+    res = fastgd.fit(X, y, lr=0.05, epochs=50, tol=1e-9, n_iter_no_change=3,
+                     monitor=flat_score, backend=backend)  # fmt: skip
+    assert res.n_epochs == 4 and res.converged and len(seen) == 4
+    np.testing.assert_array_equal(seen[-1][0], res.coef)  # called with the epoch's params
+    free = fastgd.fit(X, y, lr=0.05, epochs=50, tol=1e-9, n_iter_no_change=3, backend=backend)
+    assert free.n_epochs > 4  # the loss itself kept improving
+    with pytest.raises(TypeError, match="monitor must be callable"):
+        fastgd.fit(X, y, monitor=1.0)

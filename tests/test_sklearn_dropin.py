@@ -151,3 +151,43 @@ def test_perceptron_classifier_equals_scikit_learns(backend, shuffle):
                   tol=None, max_iter=5, shuffle=shuffle, random_state=1)
     peer = quietly(SGDClassifier(**params), X, y)
     assert_same_model(fastgd.GDClassifier(backend=backend, **params).fit(X, y), peer)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_early_stopping_binary_and_one_vs_rest_equal_sgdclassifier(backend, shuffle):
+    for X, y in (breast_cancer(), wine()):
+        params = dict(loss="hinge", learning_rate="constant", eta0=0.01, max_iter=60,
+                      early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
+                      tol=1e-4, shuffle=shuffle, random_state=0)
+        peer = quietly(SGDClassifier(**params), X, y)
+        ours = fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+        assert 1 < peer.n_iter_ < 60  # it did stop early
+        assert_same_model(ours, peer)
+
+
+def test_early_stopping_regressor_with_weights_and_adaptive_rate(backend):
+    X, y = diabetes()
+    w = weights_averaging(1.5, len(y))
+    params = dict(learning_rate="adaptive", eta0=0.05, max_iter=80, early_stopping=True,
+                  n_iter_no_change=3, tol=1e-3, random_state=3)
+    peer = quietly(SGDRegressor(**params), X, y, sample_weight=w)
+    ours = fastgd.GDRegressor(backend=backend, **params).fit(X, y, sample_weight=w)
+    assert 1 < peer.n_iter_ < 80
+    assert_same_model(ours, peer)
+
+
+def test_early_stopping_is_refused_by_partial_fit_as_by_scikit_learn():
+    X, y = diabetes()
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+        SGDRegressor(early_stopping=True).partial_fit(X, y)
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+        fastgd.GDRegressor(early_stopping=True).partial_fit(X, y)
+
+
+@pytest.mark.parametrize(("params", "error", "fragment"), [
+    (dict(validation_fraction=1.0), ValueError, "validation_fraction must be in (0, 1)"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping must be a bool"),
+])
+def test_bad_early_stopping_parameters_are_named(params, error, fragment):
+    with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        fastgd.GDRegressor(**{"early_stopping": True, **params}).fit(*diabetes())

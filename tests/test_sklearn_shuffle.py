@@ -66,3 +66,15 @@ def test_seeds_repeat_scikit_learns_draws():
     assert binary_seed(shared) != binary_seed(shared)
     with pytest.raises(ValueError, match="random_state"):
         binary_seed("seed")
+
+
+def test_held_out_rows_keep_their_places_and_are_skipped():
+    keep = np.ones(40, dtype=bool)
+    keep[[0, 7, 8, 39]] = False
+    full = SklearnShuffle(17).epoch_orders(40, 3)
+    kept = SklearnShuffle(17, keep=keep).epoch_orders(36, 3)
+    rows = np.flatnonzero(keep)
+    for all_rows, ours in zip(full, kept, strict=True):
+        np.testing.assert_array_equal(rows[ours], all_rows[keep[all_rows]])
+    with pytest.raises(ValueError, match="n=40 differs from the 36 rows kept"):
+        SklearnShuffle(17, keep=keep).epoch_orders(40, 1)
