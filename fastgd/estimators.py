@@ -43,6 +43,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.metrics import accuracy_score, r2_score
@@ -219,12 +220,13 @@ class _GDBase(BaseEstimator):
             self._state = result.optimizer_state
             return _theta_of(result), result.n_epochs
         seeds = self._row_orders(separately=True, keep=keep)
-        columns = [
-            fit(X, Y[:, k], sample_weight=weights[:, k] if per_output else weights,
-                seed=seeds[k % len(seeds)], monitor=monitors[k],
-                **_start(theta0, state0, k, single=True), **args)
+        # the classes in threads (n_jobs): the compiled kernels release the GIL
+        columns = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(
+            delayed(fit)(X, Y[:, k], sample_weight=weights[:, k] if per_output else weights,
+                         seed=seeds[k % len(seeds)], monitor=monitors[k],
+                         **_start(theta0, state0, k, single=True), **args)
             for k in range(Y.shape[1])
-        ]
+        )
         self._state = _stack_states([r.optimizer_state for r in columns])
         return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
 
@@ -495,7 +497,9 @@ class GDClassifier(ClassifierMixin, _GDBase):
         Multiplies the sample weights: in one-vs-rest, class k's problem weighs its
         positives by ``class_weight[k]`` and the rest by 1, as scikit-learn.
     n_jobs : int or None
-        Accepted for compatibility; not used.
+        Threads for the classes of a one-vs-rest fit trained one after the other (see
+        ``ovr_order``), as scikit-learn's (joblib's convention: None is 1, -1 all cores);
+        the results do not depend on it.
     ovr_order : {"per_class", "shared"}
         One-vs-rest with ``shuffle=True``: each class's binary problem walks the rows in
         its own order, scikit-learn's, the classes trained one after the other

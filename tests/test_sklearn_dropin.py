@@ -191,3 +191,14 @@ def test_early_stopping_is_refused_by_partial_fit_as_by_scikit_learn():
 def test_bad_early_stopping_parameters_are_named(params, error, fragment):
     with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         fastgd.GDRegressor(**{"early_stopping": True, **params}).fit(*diabetes())
+
+
+def test_n_jobs_trains_the_classes_in_threads_to_the_same_model(backend):
+    X, y = wine()
+    params = dict(loss="log_loss", learning_rate="optimal", alpha=1e-3, max_iter=5, tol=None,
+                  random_state=6)
+    alone = fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+    threads = fastgd.GDClassifier(backend=backend, n_jobs=2, **params).fit(X, y)
+    np.testing.assert_array_equal(threads.coef_, alone.coef_)
+    np.testing.assert_array_equal(threads.intercept_, alone.intercept_)
+    assert_same_model(threads, quietly(SGDClassifier(n_jobs=2, **params), X, y), rtol=1e-9)
