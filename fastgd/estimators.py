@@ -570,7 +570,7 @@ class GDClassifier(ClassifierMixin, _GDBase):
     def _shuffle_seeds(self, separately: bool) -> list[int]:
         """scikit-learn's shuffle seeds: one per class in one-vs-rest trained apart, else
         its binary fit's (also the one order of a one-pass model)."""
-        if separately and self._one_vs_rest():
+        if separately and self._one_vs_rest() and self.ovr_order == "per_class":
             return one_vs_rest_seeds(self.random_state, len(self.classes_))
         return [binary_seed(self.random_state)]
 
