@@ -107,10 +107,14 @@ def fit(
         Starting point of the shapes of the result's ``coef`` and ``intercept``; zeros
         by default.
     backend : str
-        One of :func:`fastgd.available_backends`.
+        One of :func:`fastgd.available_backends`, or ``"auto"``: the backend (and, for
+        jax, the device) :mod:`fastgd.auto`'s rules pick for this problem's shape,
+        batch size and epochs on this machine, decided once the inputs are checked;
+        ``FitResult.backend`` names the one that ran.
     device : None, "cpu", "gpu" or a jax Device
         Where the jax backend runs (jax's default device when None); the numpy and numba
-        backends run on the CPU only.
+        backends run on the CPU only. ``backend="auto"`` keeps to it ("cpu": a CPU
+        backend, or jax on the CPU; "gpu" or a jax Device: jax there).
     verbose, progress : bool
         Print one line per epoch / show a progress bar (tqdm's: on stderr, or a widget in
         a notebook).
@@ -160,7 +164,6 @@ def fit(
     DivergenceError
         When an epoch's loss or the parameters stop being finite.
     """
-    kernels = get_backend(backend)
     plan = make_plan(
         X, y, loss=loss, optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=epochs,
         penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
@@ -171,6 +174,7 @@ def fit(
         max_dloss=max_dloss, relative_weights=relative_weights,
         monitor=monitor,
     )
+    kernels = get_backend(plan.backend)  # "auto" is resolved by now
     start = time.perf_counter()  # fit_time leaves the checks out
     placed = place(plan, kernels)
     trained = train(plan, kernels, placed)

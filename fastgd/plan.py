@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .auto import check_backend_name, resolve_backend
 from .data import check_int, check_sample_weight, check_targets, check_X
 from .sklearn_shuffle import SklearnShuffle
 from .specs import (
@@ -83,7 +84,8 @@ class Plan:
     verbose, progress : bool
         Print a line per epoch; show a progress bar.
     backend : str
-        The backend's name.
+        The backend that runs: the one given, or the one ``backend="auto"`` chose
+        (:mod:`fastgd.auto`); never ``"auto"``.
     placement : object
         What the backend's ``prepare`` places the data on: ``device``, or the
         ``devices`` of a mesh.
@@ -174,7 +176,9 @@ def make_plan(
         The data, as :func:`fastgd.fit` takes them.
     **arguments
         Every other argument of :func:`fastgd.fit` (keyword-only here), of the same name
-        and meaning; ``backend`` is a known name already.
+        and meaning; ``backend="auto"`` is resolved here, once X, y and ``batch_size``
+        are checked (:func:`fastgd.auto.resolve_backend`), into the plan's backend and
+        device.
 
     Returns
     -------
@@ -187,6 +191,7 @@ def make_plan(
     NotImplementedError
         For ``memory_budget`` with several processes.
     """
+    backend = check_backend_name(backend)
     file_backed = isinstance(X, np.memmap)
     processes = _process_count(devices)
     loss = resolve_loss(loss)
@@ -211,6 +216,8 @@ def make_plan(
     adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
     opt = lower_optimizer(optimizer)
     rng = _order_source(seed)
+    backend, device = resolve_backend(backend, *X.shape, n_outputs, batch_size, epochs,
+                                      X.dtype, device, devices)  # fmt: skip
     placement = _placement(backend, device, devices)
     memory_budget = _check_memory_budget(memory_budget, processes)
     return Plan(

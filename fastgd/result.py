@@ -63,7 +63,7 @@ class FitResult:
     converged : bool
         True when the ``tol`` rule or the callback stopped training.
     backend : str
-        Which backend ran.
+        Which backend ran: with ``backend="auto"``, the one it chose (never ``"auto"``).
     loss : Loss
         The loss spec, used by :meth:`predict`.
     fit_time : float
