@@ -190,6 +190,15 @@ def _epoch_in_chunks(
     Full batch: each chunk adds its share of the gradient (on the host), and one update
     follows; else each chunk runs its own batches, its rows shuffled within it.
 
+    An l1 term with the SGD optimizer is applied as the backends' full batch applies it
+    (see ``fastgd.backends.numpy.updates._l1_rule``): the chunks' gradients leave it out
+    (``loss_grad`` of the model without l1, whose ``l1·‖W‖₁`` is added to the epoch's
+    loss once), the update follows, then the proximal step ``W = sign(W)·max(|W| −
+    lr·l1, 0)`` on the host, lr being the update's learning rate. ``update`` keeps its
+    contract (it applies the gradient it is given); the adaptive optimizers keep the
+    subgradient in the gradient, as in the backends. Per-sample chunks run the backends'
+    own truncation, whose state travels in the optimizer state from chunk to chunk.
+
     Returns
     -------
     theta, state
@@ -197,10 +206,15 @@ def _epoch_in_chunks(
     losses : ndarray of float64, shape (1,)
         The epoch's loss.
     """
+    from .specs import OPT_SGD
+
     chunks = placed.chunks
     n = chunks.n
     full_batch = placed.batch_size >= n
     total, grad_sum = 0.0, None
+    l1 = plan.model.l1
+    prox = full_batch and l1 != 0.0 and opt.code == OPT_SGD
+    grad_model = plan.model._replace(l1=0.0) if prox else plan.model
     chunk_order = chunks.chunk_order(plan.rng, plan.shuffle)
     for position, chunk in enumerate(chunk_order):
         following = chunk_order[position + 1] if position + 1 < len(chunk_order) else None
@@ -208,7 +222,7 @@ def _epoch_in_chunks(
         m = X.shape[0]
         data, theta = kernels.prepare(X, Y, theta, plan.placement, weight)
         if full_batch:  # accumulate the chunk's share of the full-batch gradient
-            loss, grad = kernels.loss_grad(data, theta, plan.model)
+            loss, grad = kernels.loss_grad(data, theta, grad_model)
             share = np.asarray(grad, dtype=np.float64) * (m / n)  # summed on the host
             total += float(loss) * (m / n)
             grad_sum = share if grad_sum is None else grad_sum + share
@@ -218,8 +232,16 @@ def _epoch_in_chunks(
             data, theta, state, rows, min(placed.batch_size, m), plan.model, opt
         )
         total += float(np.asarray(losses)[0]) * (m / n)
+    if prox:
+        total += l1 * float(np.abs(np.asarray(theta, dtype=np.float64)[:-1]).sum())
     if full_batch:
         theta, state = kernels.update(theta, grad_sum.astype(plan.X.dtype), state, opt)
+    if prox:
+        lr = learning_rate(opt.schedule_code, opt.schedule_params, int(state[0]))
+        shrunk = np.array(theta)  # on the host (jax's theta is a device array)
+        W = shrunk[:-1].astype(np.float64)
+        shrunk[:-1] = np.sign(W) * np.maximum(np.abs(W) - lr * l1, 0.0)
+        theta = shrunk
     return theta, state, np.array([total])
 
 

@@ -341,6 +341,66 @@ def batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
+def l1_rule(opt: Sequence, batch_size: int, l1: float) -> str:
+    """How a training step applies the l1 penalty: ``"truncated"`` (the SGD optimizer with
+    batches of one sample: scikit-learn's cumulative truncation after the step),
+    ``"proximal"`` (SGD with larger batches: a soft-threshold after the step), else
+    ``"subgradient"`` (``l1·sign(w)`` in the gradient: the adaptive optimizers)."""
+    if l1 == 0.0 or opt[0] != OPT_SGD:
+        return "subgradient"
+    return "truncated" if batch_size == 1 else "proximal"
+
+
+def prox_l1(theta: Matrix, threshold: float) -> None:
+    """``w = sign(w)·max(|w| − threshold, 0)`` on every weight (not the intercepts)."""
+    for row in theta[:-1]:
+        for k, w in enumerate(row):
+            row[k] = sign(w) * max(abs(w) - threshold, 0.0)
+
+
+def truncate_l1(theta: Matrix, q: Matrix, u: float) -> None:
+    """scikit-learn's cumulative truncated l1 step (Tsuruoka et al. 2009) on every weight:
+    ``u`` is Σ l1·lr over the steps so far, ``q[j][k]`` the penalty weight (j, k) received."""
+    for row, q_row in zip(theta[:-1], q, strict=False):
+        for k, z in enumerate(row):
+            if z > 0.0:
+                row[k] = max(0.0, z - (u + q_row[k]))
+            elif z < 0.0:
+                row[k] = min(0.0, z + (u - q_row[k]))
+            q_row[k] += row[k] - z
+
+
+def train_step(X, y, theta, state, batch_size, model, opt, weights) -> tuple[float, list, State]:
+    """One training step on the batch ``X``, ``y``: its objective (with the whole penalty)
+    before the step, then the parameters and state after it.
+
+    With the SGD optimizer and an l1 term the step's gradient leaves the l1 term out and
+    the penalty is applied after the optimizer's step (see :func:`l1_rule`). The
+    truncation keeps ``q`` in the second slot's weight rows and ``u`` in its intercept
+    row (the same in every column): SGD uses only the first slot.
+    """
+    l1 = model[3]
+    rule = l1_rule(opt, batch_size, l1)
+    value, grad = loss_grad(X, y, theta, model, weights)
+    if rule == "subgradient":
+        theta, state = update(theta, grad, state, opt)
+        return value, theta, state
+    no_l1 = (*model[:3], 0.0, *model[4:])
+    grad = loss_grad(X, y, theta, no_l1, weights)[1]
+    theta, state = update(theta, grad, state, opt)
+    step, slots = state
+    lr = learning_rate(opt[2], opt[3], step)
+    M, vector = as_matrix(theta)
+    if rule == "proximal":
+        prox_l1(M, lr * l1)
+        return value, from_matrix(M, vector), state
+    s1 = as_matrix(slots[1])[0]
+    u = s1[-1][0] + l1 * lr
+    truncate_l1(M, s1[:-1], u)
+    s1[-1] = [u] * len(s1[-1])
+    return value, from_matrix(M, vector), (step, [slots[0], from_matrix(s1, vector)])
+
+
 def run_epochs(
     X: Sequence[Sequence[float]],
     y: Sequence[float],
@@ -352,7 +412,7 @@ def run_epochs(
     opt: Sequence,
     weights: Sequence[float] | None = None,
 ) -> tuple[list, State, Vector]:
-    """Every batch of every epoch in ``orders``, one update per batch.
+    """Every batch of every epoch in ``orders``, one :func:`train_step` per batch.
 
     Returns
     -------
@@ -368,10 +428,10 @@ def run_epochs(
     for order in orders:
         weighted = 0.0
         for idx in batches(order, batch_size):
-            value, grad = loss_grad(
-                [X[i] for i in idx], [y[i] for i in idx], theta, model, [weights[i] for i in idx]
+            value, theta, state = train_step(
+                [X[i] for i in idx], [y[i] for i in idx], theta, state, batch_size, model, opt,
+                [weights[i] for i in idx],
             )
-            theta, state = update(theta, grad, state, opt)
             weighted += value * len(idx)
         losses.append(weighted / n)
     return theta, state, losses

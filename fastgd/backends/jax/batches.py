@@ -73,12 +73,18 @@ class _ModelStatic(NamedTuple):
     #: the program is the unclipped one, operation for operation. The bound itself is
     #: traced (see :func:`_clipped_sample_losses`).
     clipped: bool = False
+    #: Whether the l1 strength is non-zero: with the SGD optimizer the training program
+    #: then applies it after each step rather than in the gradient (see
+    #: :func:`fastgd.backends.jax.updates._l1_step`).
+    l1: bool = False
 
 
 def _model_static(model: LoweredModel) -> _ModelStatic:
     penalized = model.l2 != 0.0 or model.l1 != 0.0
     clipped = bool(np.isfinite(model.max_dloss))
-    return _ModelStatic(int(model.loss_code), bool(model.fit_intercept), penalized, clipped)
+    return _ModelStatic(
+        int(model.loss_code), bool(model.fit_intercept), penalized, clipped, model.l1 != 0.0
+    )
 
 
 def _model_hyper(model: LoweredModel) -> np.ndarray:

@@ -39,7 +39,15 @@ from .devices import (
 )
 from .runtime import _x64
 from .staging import _padded_epochs
-from .updates import State, _opt_hyper, _opt_static, _update_step
+from .updates import (
+    State,
+    _l1_rule,
+    _l1_step,
+    _learning_rate,
+    _opt_hyper,
+    _opt_static,
+    _update_step,
+)
 
 # The traced hyper-parameter vector (float64) of run_epochs: the model's four numbers
 # (see _model_hyper), then the optimizer's four and the schedule's three (see _opt_hyper).
@@ -78,19 +86,35 @@ def _epochs(
     :func:`_orders_on_mesh`) and its rows are split over the mesh, the parameters and
     the optimizer state are whole on every device; without, the program is the
     single-device one.
+
+    An l1 term with the SGD optimizer is left out of the step's gradient and applied
+    after the step (:func:`_l1_step`): scikit-learn's truncation when ``batch_size`` is
+    1, its ``q`` in the weights' second slot (unused by SGD) and its ``u`` carried in
+    float64 and stored in the intercepts' second slot at the end; else a proximal step.
     """
     n = data.X.shape[0] if spread is None else spread.rows
     one = _one_column(theta, static)
     data = _columns(data, one)
     model_hyper, opt_hyper = hyper[:_N_MODEL_HYPER], hyper[_N_MODEL_HYPER:]
+    rule = _l1_rule(opt, batch_size, static.l1)
+    # with a rule, the step's gradient leaves the l1 term out; it is applied after the step
+    grad_hyper = model_hyper if rule is None else model_hyper.at[2].set(0.0)
 
     def train_on(carry, batch, rows):
-        params, step, slots, total = carry
+        params, step, slots, (total, u) = carry
         batch = _spread_rows(batch, spread)
-        report, grad = _batch_loss_grad(params, batch, model_hyper, static, block_rows, rows)
+        report, grad = _batch_loss_grad(params, batch, grad_hyper, static, block_rows, rows)
+        if rule is not None:
+            W = params[0]
+            report = report + model_hyper[2] * jnp.sum(jnp.abs(W).astype(jnp.float64))
         params, step, slots = _update_step(params, grad, step, slots, opt_hyper, opt)
+        if rule is not None:
+            lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
+            (s0, (q, s1_b)) = slots
+            W, q, u = _l1_step(rule, params[0], q, u, model_hyper[2], lr)
+            params, slots = (W, params[1]), (s0, (q, s1_b))
         params, slots = _replicate((params, slots), spread)
-        return (params, step, slots, total + report * rows), report
+        return (params, step, slots, (total + report * rows, u)), report
 
     n_full, rest = divmod(n, batch_size)
     devices = 1 if spread is None else spread.mesh.size
@@ -100,8 +124,8 @@ def _epochs(
         return train_on(carry, data.take(idx), rows)
 
     def epoch(e, carry):
-        params, step, slots, losses = carry
-        inner = (params, step, slots, jnp.zeros((), jnp.float64))
+        params, step, slots, u, losses = carry
+        inner = (params, step, slots, (jnp.zeros((), jnp.float64), u))
         if batch_size >= n:
             inner, report = train_on(inner, data, n)
             epoch_loss = report
@@ -112,13 +136,18 @@ def _epochs(
             if rest:
                 last = order[n_full * width : n_full * width + rest_width]
                 inner, _ = train_on_indices(inner, last, rest)
-            epoch_loss = inner[3] / n
-        params, step, slots, _ = inner
-        return params, step, slots, losses.at[e].set(epoch_loss)
+            epoch_loss = inner[3][0] / n
+        params, step, slots, (_, u) = inner
+        return params, step, slots, u, losses.at[e].set(epoch_loss)
 
     losses = jnp.zeros(orders.shape[0], jnp.float64)
-    carry = (_split(theta, one), step, (_split(slots[0], one), _split(slots[1], one)), losses)
-    params, step, (s0, s1), losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    s1_w, s1_b = _split(slots[1], one)
+    # the l1 truncation's u (float64 within the call) lives in the intercepts' second slot
+    u = jnp.ravel(s1_b)[0].astype(jnp.float64)
+    carry = (_split(theta, one), step, (_split(slots[0], one), (s1_w, s1_b)), u, losses)
+    params, step, (s0, s1), u, losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    if rule == "truncated":
+        s1 = (s1[0], jnp.full_like(s1[1], u))
     return _replicate((_join(params), step, jnp.stack([_join(s0), _join(s1)]), losses), spread)
 
 

@@ -133,3 +133,41 @@ def _update_step(
         params[1], grad[1], slots[0][1], slots[1][1], lr, hyper, t.astype(dtype), opt, False
     )
     return (w, b), t, ((slot0_w, slot0_b), (slot1_w, slot1_b))
+
+
+# ------------------------------------------------------------------ the l1 penalty's step
+
+
+def _l1_rule(opt: _OptStatic, batch_size: int, l1: bool) -> str | None:
+    """How a training step applies a non-zero l1 term (static): ``"truncated"`` for the
+    SGD optimizer with batches of one sample (scikit-learn's cumulative truncation),
+    ``"proximal"`` for SGD with larger batches (a soft-threshold), None for the adaptive
+    optimizers and without l1 (the subgradient stays in the gradient). The rule of
+    ``fastgd.backends.numpy.updates._l1_rule``, whose docstring says why."""
+    if not l1 or opt.code != OPT_SGD:
+        return None
+    return "truncated" if batch_size == 1 else "proximal"
+
+
+def _l1_step(
+    rule: str, W: jax.Array, q: jax.Array, u: jax.Array, l1: jax.Array, lr: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The l1 term applied to the weights ``W`` after the optimizer's step at learning
+    rate ``lr`` (float64), by ``rule`` (see :func:`_l1_rule`); returns ``W``, ``q``, ``u``.
+
+    ``"proximal"``: ``W = sign(W)·max(|W| − lr·l1, 0)``. ``"truncated"``: ``u += l1·lr``
+    (float64, the penalty each weight could have received so far), then for each weight
+    ``z`` with ``q`` the penalty it did receive: ``max(0, z − (u + q))`` if ``z > 0``,
+    ``min(0, z + (u − q))`` if ``z < 0``, and ``q += W − z`` with the stored ``W``. The
+    arithmetic is float64, the results in ``W``'s dtype.
+    """
+    z = W.astype(jnp.float64)
+    if rule == "proximal":
+        shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - lr * l1, 0.0)
+        return shrunk.astype(W.dtype), q, u
+    u = u + l1 * lr
+    q64 = q.astype(jnp.float64)
+    w = jnp.where(z > 0.0, jnp.maximum(0.0, z - (u + q64)), z)
+    w = jnp.where(z < 0.0, jnp.minimum(0.0, z + (u - q64)), w).astype(W.dtype)
+    q = (q64 + (w.astype(jnp.float64) - z)).astype(q.dtype)
+    return w, q, u

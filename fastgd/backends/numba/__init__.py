@@ -332,11 +332,13 @@ def run_epochs(
     epoch_losses = np.empty(orders.shape[0], dtype=np.float64)
     loss_code, *model_numbers = _model_args(model)
     weight = _weight_arg(weight, X.dtype)
+    # n = 1 is a full batch, but not with an l1 term: batches of one sample truncate it
+    per_sample = batch_size == 1 and opt.code == OPT_SGD and (n > 1 or model.l1 != 0.0)
     rest = (
-        int(step), _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
-        *_opt_args(opt), epoch_losses, _parallel_min_work(), _sgd_groups(X, theta),
+        int(step), _kernel_orders(orders, batch_size >= n and not per_sample),
+        int(batch_size), *model_numbers, *_opt_args(opt), epoch_losses, _parallel_min_work(),
+        _sgd_groups(X, theta),
     )
-    per_sample = batch_size == 1 and n > 1 and opt.code == OPT_SGD  # n = 1 is a full batch
     if _is_vector(loss_code, theta):
         step = _RUN_EPOCHS[False, per_sample][loss_code](
             X, _flat(Y), weight, _flat(theta), np.reshape(slots, (2, -1), copy=False), *rest

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, LoweredModel
+from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, OPT_SGD, LoweredModel
 from .batches import _batch_loss_grad, _batch_loss_grad_matrix, _new_scratch, _new_scratch_matrix
 from .jit import _JIT
 from .rows import _is_identity
 from .sgd import _output_groups, _sgd_epochs, _sgd_epochs_grouped, _sgd_epochs_matrix
-from .updates import _update_kernel
+from .updates import _l1_norm, _learning_rate, _prox_l1, _update_kernel
 
 #: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
 _VECTOR_LOSS_CODES = tuple(code for code in LOSS_CODES if code != LOSS_MULTINOMIAL)
@@ -118,6 +118,11 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     rows directly); scratch is allocated once per call. Vector calls get ``Y`` (n,),
     ``theta`` (d + 1,) and ``slots`` (2, d + 1); matrix calls (n, T), (d + 1, K) and
     (2, d + 1, K).
+
+    The l1 term with the SGD optimizer: per sample, scikit-learn's truncation after each
+    step (``sgd``); in batches, the gradient without it and a proximal step after the
+    update (:func:`_prox_l1`). The adaptive optimizers keep its subgradient in the
+    gradient (see ``fastgd.backends.numpy.updates._l1_rule``).
     """
 
     @njit(**_JIT)
@@ -158,6 +163,8 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
             n_decay = size - 1
             w64, partial = _new_scratch(d)
         in_order = np.empty(0, dtype=np.int64)
+        prox = code == OPT_SGD and l1 != 0.0  # the l1 term: a proximal step after SGD's
+        grad_l1 = 0.0 if prox else l1
         for e in range(epoch_losses.shape[0]):
             order = in_order
             if batch_size < n:
@@ -171,19 +178,25 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
                 if matrix:
                     loss = _batch_loss_grad_matrix(
                         X, Y, weight, theta, order, start, stop, loss_code, loss_param,
-                        max_dloss, l2, l1, fit_intercept, theta_t, p, partial, grad,
+                        max_dloss, l2, grad_l1, fit_intercept, theta_t, p, partial, grad,
                         parallel_min_work,
                     )
                 else:
                     loss = _batch_loss_grad(
                         X, Y, weight, theta, order, start, stop, loss_code, loss_param,
-                        max_dloss, l2, l1, fit_intercept, w64, partial, grad, parallel_min_work,
+                        max_dloss, l2, grad_l1, fit_intercept, w64, partial, grad,
+                        parallel_min_work,
                     )
+                if prox:
+                    loss += l1 * _l1_norm(flat_theta, n_decay)
                 step += 1
                 _update_kernel(
                     flat_theta, flat_grad, flat_slots, step, n_decay, code, params,
                     schedule_code, schedule_params,
                 )
+                if prox:
+                    lr = _learning_rate(schedule_code, schedule_params, step)
+                    _prox_l1(flat_theta, n_decay, lr * l1)
                 total += loss * (stop - start)
             epoch_losses[e] = total / n if batch_size < n else loss
         return step

@@ -17,7 +17,7 @@ from numba import get_num_threads, njit, prange
 
 from .batches import _padded
 from .jit import _JIT
-from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss, _sign
+from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss
 from .rows import _dots, _dots_range, _predict, _prefetch_distance, _prefetch_row, _transpose_into
 from .updates import _learning_rate
 
@@ -36,6 +36,26 @@ _SGD_CHUNK = 8192
 #: 80, 80, 88. 2,000,000 x 10 shuffled (latency-bound, hints barely matter): 711, 680,
 #: 658, 639, 667, 674, 625; 50,000 x 1000 shuffled: 188, 184, 195, 194, 195, 205, 220.
 _SGD_PREFETCH_ROWS = 8
+
+
+@njit(inline="always", **_JIT)
+def _truncate_l1(w, q, d: int, u: float) -> None:
+    """scikit-learn's cumulative truncated l1 penalty (Tsuruoka, Tsujii and Ananiadou
+    2009) on the weights ``w[:d]``, in place, after a per-sample step.
+
+    ``u`` is the penalty each weight could have received so far (Σ_t l1·lr_t, this step
+    included) and ``q[j]`` the penalty weight j did receive (signed): a positive weight
+    ``z`` becomes ``max(0, z − (u + q[j]))``, a negative one ``min(0, z + (u − q[j]))``,
+    and ``q[j] += w[j] − z`` with the stored ``w[j]``. O(d) per step, as scikit-learn's on
+    dense rows (every feature of a dense row is "in" it). The arithmetic is float64.
+    """
+    for j in range(d):
+        z = np.float64(w[j])
+        if z > 0.0:
+            w[j] = max(0.0, z - (u + q[j]))
+        elif z < 0.0:
+            w[j] = min(0.0, z + (u - q[j]))
+        q[j] += np.float64(w[j]) - z
 
 
 # ---------------------------------------------------- per-sample SGD, K = 1 (vector)
@@ -58,6 +78,11 @@ def _sgd_epochs(
     rounding), fused with the next sample's dot product in one loop over the weights,
     and the trace, which then only holds the last gradient, is written once at the end.
     With l2 and neither momentum nor l1, :func:`_sgd_epochs_l2` runs instead.
+
+    An l1 term is not in the step's gradient: after each step (momentum's included)
+    scikit-learn's cumulative truncation (:func:`_truncate_l1`) applies it, with ``u``
+    (float64 within the call) and ``q`` kept in ``slots[1]`` (``q`` at the weights, ``u``
+    at the intercept's place), which the SGD optimizer does not use otherwise.
     """
     n, d = X.shape
     weighted = weight.shape[0] > 0
@@ -72,6 +97,8 @@ def _sgd_epochs(
     plain = momentum == 0.0 and not penalized
     ahead = _prefetch_distance(X)
     trace = slots[0]
+    q = slots[1]  # the l1 truncation's q (weights) and u (at d); see _truncate_l1
+    u = np.float64(q[d])
     last_i = -1
     last_dl = 0.0
     for e in range(epoch_losses.shape[0]):
@@ -120,7 +147,7 @@ def _sgd_epochs(
                 loss += 0.5 * l2 * ww + l1 * aw
                 for j in range(d):
                     wj = np.float64(theta[j])
-                    g = dl * x[j] + l2 * wj + l1 * _sign(wj)
+                    g = dl * x[j] + l2 * wj  # l1: truncated after the step
                     trace[j] = g + momentum * trace[j]
                     theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
             else:
@@ -130,8 +157,13 @@ def _sgd_epochs(
                     theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
             trace[d] = g_b + momentum * trace[d]
             theta[d] -= lr * (g_b + momentum * trace[d] if nesterov else trace[d])
+            if l1 != 0.0:
+                u += l1 * lr
+                _truncate_l1(theta, q, d, u)
             total += loss
         epoch_losses[e] = total / n
+    if l1 != 0.0:
+        q[d] = u
     if last_i >= 0:
         for j in range(d):
             trace[j] = last_dl * X[last_i, j]
@@ -248,7 +280,8 @@ def _dense_sgd_step(
     """One SGD step on sample ``i`` touching every parameter: the loss and penalty at
     ``theta_t`` (K, >= d + 1, float64), then the step with momentum ``trace`` (K, d + 1).
     The arithmetic of :func:`_batch_loss_grad_matrix` and :func:`_update_kernel` with
-    m = 1. Returns the sample's objective."""
+    m = 1, without the l1 term in the gradient (the caller truncates after the step,
+    :func:`_truncate_l1`; ``l1`` is in the objective). Returns the sample's objective."""
     K, d = theta_t.shape[0], X.shape[1]
     loss = _sample_loss(X, Y, weight, i, theta_t, p, loss_code, loss_param, max_dloss)
     if l2 != 0.0 or l1 != 0.0:
@@ -264,7 +297,7 @@ def _dense_sgd_step(
         dl = p[k]
         for j in range(d):
             wj = theta_t[k, j]
-            g = dl * X[i, j] + l2 * wj + l1 * _sign(wj)
+            g = dl * X[i, j] + l2 * wj  # l1: truncated after the step (the caller)
             trace[k, j] = g + momentum * trace[k, j]
             theta_t[k, j] -= lr * (g + momentum * trace[k, j] if nesterov else trace[k, j])
         g_b = dl if fit_intercept else 0.0
@@ -509,7 +542,11 @@ def _sgd_epochs_matrix(
 
     The parameters and the momentum trace are worked on as float64 transposes (K, d + 1)
     and written back to ``theta`` and ``slots[0]`` at the end. With momentum or an l1
-    term every step touches every parameter (:func:`_dense_sgd_step`). Without them the
+    term every step touches every parameter (:func:`_dense_sgd_step`); an l1 term is then
+    applied after each step by scikit-learn's truncation (:func:`_truncate_l1`), each
+    output's column with its own ``q``, all with one ``u`` (the learning rate is shared),
+    kept as float64 (K, d + 1) within the call and in ``slots[1]`` between calls (``q``
+    at the weights' rows, ``u`` at the intercepts' row). Without them the
     weights are kept scaled (:func:`_scaled_sgd_step`): their squared norm is recomputed
     exactly at each epoch's start, and the last step of the call is taken dense on the
     unscaled weights, so that the trace (the last gradient) is exact.
@@ -524,6 +561,9 @@ def _sgd_epochs_matrix(
     trace = np.empty((K, d + 1))
     _transpose_into(theta, v)
     _transpose_into(slots[0], trace)
+    q = np.empty((K, d + 1))  # the l1 truncation's q per output and u (at d)
+    _transpose_into(slots[1], q)
+    u = q[0, d]
     dots = np.empty(K)
     p = np.empty(K)
     scale = 1.0
@@ -552,11 +592,21 @@ def _sgd_epochs_matrix(
                 X, Y, weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
                 fit_intercept, loss_code, loss_param, max_dloss,
             )
+            if l1 != 0.0:
+                u += l1 * lr
+                for c in range(K):
+                    _truncate_l1(v[c], q[c], d, u)
         epoch_losses[e] = total / n
     for j in range(d + 1):
         for k in range(K):
             theta[j, k] = v[k, j]
             slots[0, j, k] = trace[k, j]
+    if l1 != 0.0:
+        for k in range(K):
+            q[k, d] = u
+        for j in range(d + 1):
+            for k in range(K):
+                slots[1, j, k] = q[k, j]
     return step
 
 

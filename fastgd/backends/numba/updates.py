@@ -100,6 +100,28 @@ def _update_kernel(theta, grad, slots, t, n_decay, code, params, schedule_code, 
             theta[j] -= lr * u
 
 
+@njit(**_JIT)
+def _l1_norm(theta, n_decay) -> float:
+    """``Σ |theta[:n_decay]|`` (the weights of a flat theta) in float64."""
+    total = 0.0
+    for j in range(n_decay):
+        total += abs(np.float64(theta[j]))
+    return total
+
+
+@njit(**_JIT)
+def _prox_l1(theta, n_decay, threshold) -> None:
+    """The l1 proximal step on the weights of a flat theta (its first ``n_decay``
+    entries), in place: ``w = sign(w)·max(|w| − threshold, 0)`` with ``threshold`` =
+    lr·l1, in float64; the intercepts are untouched."""
+    for j in range(n_decay):
+        w = np.float64(theta[j])
+        if w > 0.0:
+            theta[j] = max(w - threshold, 0.0)
+        elif w < 0.0:
+            theta[j] = -max(-w - threshold, 0.0)
+
+
 def _opt_args(opt: LoweredOptimizer) -> tuple[int, np.ndarray, int, np.ndarray]:
     """The lowered optimizer as the plain numbers the kernels take; unknown codes raise."""
     if opt.code not in _OPT_CODES:

@@ -1,5 +1,16 @@
 """The training loop of a chunk of epochs (:func:`_train_epochs`, the body of
-:func:`fastgd.backends.numpy.run_epochs`): one Python step per batch."""
+:func:`fastgd.backends.numpy.run_epochs`): one Python step per batch.
+
+The l1 penalty with the SGD optimizer is applied after each step, not in its gradient
+(:func:`fastgd.backends.numpy.updates._l1_rule`): scikit-learn's cumulative truncation
+with batches of one sample, a proximal step with larger ones. The truncation's state
+lives in the SGD optimizer's second slot, which SGD does not use otherwise:
+``slots[1][:d]`` is the penalty each weight received so far (scikit-learn's ``q``, one
+column per output) and ``slots[1][d]`` the total it could have received (its ``u``, the
+same in every column), so a fit resumed from its state (chunks of epochs, ``partial_fit``)
+continues where it stopped. ``u`` is summed in float64 within a call and stored in the
+slots' dtype at its end.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +18,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...specs import LoweredModel, LoweredOptimizer
+from ...specs import LoweredModel, LoweredOptimizer, learning_rate
 from .batches import _batch_loss_grad
-from .updates import State, _step
+from .updates import (
+    L1_PROXIMAL,
+    L1_SUBGRADIENT,
+    L1_TRUNCATED,
+    State,
+    _l1_rule,
+    _prox_l1,
+    _step,
+    _truncate_l1,
+)
 
 if TYPE_CHECKING:
     from . import Data
@@ -24,17 +44,35 @@ def _train_epochs(
     See :func:`fastgd.backends.numpy.run_epochs`."""
     n_epochs, n = orders.shape
     epoch_losses = np.empty(n_epochs, dtype=np.float64)
+    l1 = model.l1
+    rule = _l1_rule(opt, batch_size, l1)
+    grad_model = model if rule == L1_SUBGRADIENT else model._replace(l1=0.0)
+    u = float(state[1][1, -1, 0]) if rule == L1_TRUNCATED else 0.0
+
+    def train_on(batch: Data) -> float:
+        nonlocal theta, state, u
+        loss, grad = _batch_loss_grad(batch, theta, grad_model)
+        if rule != L1_SUBGRADIENT:
+            loss += l1 * float(np.abs(theta[:-1]).sum())
+        theta, state = _step(theta, grad, state, opt)
+        if rule != L1_SUBGRADIENT:
+            lr = learning_rate(opt.schedule_code, opt.schedule_params, state[0])
+            if rule == L1_PROXIMAL:
+                _prox_l1(theta, lr * l1)
+            else:
+                u += l1 * lr
+                _truncate_l1(theta, state[1][1, :-1], u)
+        return loss
+
     for e in range(n_epochs):
         if batch_size >= n:
-            loss, grad = _batch_loss_grad(data, theta, model)
-            theta, state = _step(theta, grad, state, opt)
-            epoch_losses[e] = loss
+            epoch_losses[e] = train_on(data)
             continue
         total = 0.0
         for start in range(0, n, batch_size):
             idx = orders[e, start : start + batch_size]
-            loss, grad = _batch_loss_grad(data.take(idx), theta, model)
-            theta, state = _step(theta, grad, state, opt)
-            total += loss * idx.shape[0]
+            total += train_on(data.take(idx)) * idx.shape[0]
         epoch_losses[e] = total / n
+    if rule == L1_TRUNCATED:
+        state[1][1, -1] = u
     return theta, state, epoch_losses

@@ -59,3 +59,57 @@ def _step(
         raise ValueError(f"unknown optimizer code {opt.code!r}")
     theta -= lr * u
     return theta, (t, slots)
+
+
+# ------------------------------------------------------------------ the l1 penalty's step
+
+#: How a training step applies the l1 penalty (:func:`_l1_rule`): as the subgradient
+#: ``l1·sign(w)`` in the gradient, by scikit-learn's cumulative truncation after each
+#: per-sample step, or by a proximal (soft-threshold) step after each batch's step.
+L1_SUBGRADIENT, L1_TRUNCATED, L1_PROXIMAL = 0, 1, 2
+
+
+def _l1_rule(opt: LoweredOptimizer, batch_size: int, l1: float) -> int:
+    """How the training steps of ``opt`` with batches of ``batch_size`` apply ``l1``.
+
+    - the SGD optimizer (momentum and Nesterov included), ``batch_size == 1``:
+      :data:`L1_TRUNCATED`, scikit-learn's cumulative truncated penalty (Tsuruoka, Tsujii
+      and Ananiadou 2009) after each sample's step (:func:`_truncate_l1`);
+    - the SGD optimizer, larger batches (full batch too): :data:`L1_PROXIMAL`, the
+      soft-threshold ``w = sign(w)·max(|w| − lr·l1, 0)`` after the step
+      (:func:`_prox_l1`);
+    - AdaGrad, RMSProp, Adam, AdamW, or no l1: :data:`L1_SUBGRADIENT`, ``l1·sign(w)`` in
+      the gradient, as before. Their moments are built from the whole gradient and their
+      step is not ``lr`` per coordinate; a proximal step in their metric would change
+      what the moments hold (optax's optimizers take the penalty's gradient the same way).
+
+    In the first two cases the gradient of the step leaves the l1 term out (the objective
+    reported still has it).
+    """
+    if l1 == 0.0 or opt.code != OPT_SGD:
+        return L1_SUBGRADIENT
+    return L1_TRUNCATED if batch_size == 1 else L1_PROXIMAL
+
+
+def _prox_l1(theta: np.ndarray, threshold: float) -> None:
+    """Soft-threshold the weights ``theta[:-1]`` in place by ``threshold`` (= lr·l1),
+    in float64, the intercepts untouched."""
+    W = theta[:-1].astype(np.float64)
+    theta[:-1] = np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0)
+
+
+def _truncate_l1(theta: np.ndarray, q: np.ndarray, u: float) -> None:
+    """scikit-learn's cumulative truncated l1 step on the weights ``theta[:-1]``, in place.
+
+    ``u`` is the total l1 penalty every weight could have received so far (Σ_t l1·lr_t,
+    this step's included), ``q`` (d, K) the penalty each weight did receive (signed);
+    for each weight ``z``: if ``z > 0``, ``w = max(0, z − (u + q))``; if ``z < 0``,
+    ``w = min(0, z + (u − q))``; then ``q += w − z`` (with the stored, rounded ``w``).
+    Computed in float64, stored in theta's and ``q``'s dtype.
+    """
+    z = theta[:-1].astype(np.float64)
+    q64 = q.astype(np.float64)
+    w = np.where(z > 0.0, np.maximum(0.0, z - (u + q64)), z)
+    w = np.where(z < 0.0, np.minimum(0.0, z + (u - q64)), w)
+    theta[:-1] = w
+    q[...] = q64 + (theta[:-1].astype(np.float64) - z)
