@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .auto import choose_backend
 from .backends import BACKEND_MODULES, available_backends, get_backend
 from .compare import (
     DEFAULT_FEATURES,
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "earlier once stable or out of its time budget (default 60, quick 50)")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     cmp.set_defaults(subparser=cmp)
-    sub.add_parser("info", help="versions, devices, threads, caches, float64 support")
+    sub.add_parser("info", help="versions, devices, threads, caches, float64 support, "
+                   "what backend='auto' picks")
     return parser
 
 
@@ -201,6 +203,29 @@ def _mesh_line(mesh: dict) -> str:
     return f"{mesh['label']} over {where}, rows split over {', '.join(devices)}"
 
 
+#: ``fastgd info``'s typical problems for ``backend="auto"``: label, then
+#: ``choose_backend``'s (n, d, n_outputs, batch_size, epochs).
+AUTO_EXAMPLES = (
+    ("per-sample SGD, 200k x 100, 5 epochs", (200_000, 100, 1, 1, 5)),
+    ("full batch, 2M x 32, 10 epochs", (2_000_000, 32, 1, None, 10)),
+    ("mini-batch Adam, 200k x 100, batch 64, 5 epochs", (200_000, 100, 1, 64, 5)),
+    ("tiny full batch, 100 x 5, 100 epochs", (100, 5, 1, None, 100)),
+    ("one-vs-rest K=10, per-sample SGD, 200k x 100, 5 epochs", (200_000, 100, 10, 1, 5)),
+)
+
+
+def _auto_lines() -> list[str]:
+    """What ``backend="auto"`` picks on this machine for :data:`AUTO_EXAMPLES`."""
+    lines = []
+    for label, (n, d, k, batch_size, epochs) in AUTO_EXAMPLES:
+        try:
+            picked = choose_backend(n, d, k, batch_size, epochs).describe()
+        except Exception as exc:  # report, don't crash: info is a diagnostic
+            picked = f"error ({type(exc).__name__}: {exc})"
+        lines.append(f"  {label:56s} {picked}")
+    return lines
+
+
 def _info() -> int:
     versions = library_versions()
     print(f"fastgd {__version__}")
@@ -231,6 +256,9 @@ def _info() -> int:
     for pool in threads["blas"] or []:
         print(f"  {pool['library']} ({pool['file']}): {pool['threads']}")
     print(f"numba cache dir: {numba_cache_dir()}")
+    print('backend="auto" picks (float64; see fastgd.auto):')
+    for line in _auto_lines():
+        print(line)
     return 0
 
 

@@ -218,6 +218,7 @@ class _GDBase(BaseEstimator):
             result = fit(X, Y, sample_weight=weights, seed=seed, monitor=monitors[0], **start,
                          **args)  # fmt: skip
             self._state = result.optimizer_state
+            self.backend_ = result.backend
             return _theta_of(result), result.n_epochs
         seeds = self._row_orders(separately=True, keep=keep)
         # the classes in threads (n_jobs): the compiled kernels release the GIL
@@ -228,6 +229,7 @@ class _GDBase(BaseEstimator):
             for k in range(Y.shape[1])
         )
         self._state = _stack_states([r.optimizer_state for r in columns])
+        self.backend_ = columns[0].backend  # the same shapes: the same choice of "auto"
         return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
 
     def _initial_theta(self, d: int, K: int, dtype, coef_init, intercept_init):
@@ -394,7 +396,7 @@ class GDRegressor(RegressorMixin, _GDBase):
     batch_size : int or None
         1 (scikit-learn's per-sample SGD), k, or None for full-batch GD.
     backend, device
-        As in :func:`fastgd.fit`.
+        As in :func:`fastgd.fit`: ``"numpy"``, ``"numba"``, ``"jax"`` or ``"auto"``.
 
     Attributes
     ----------
@@ -404,6 +406,9 @@ class GDRegressor(RegressorMixin, _GDBase):
         Epochs run by the last ``fit`` (1 after ``partial_fit``).
     t_ : float
         Updates done plus one (for batch size 1, scikit-learn's samples seen plus one).
+    backend_ : str
+        The backend that ran the last ``fit``/``partial_fit`` (with ``backend="auto"``,
+        the one it chose).
     n_features_in_, feature_names_in_
     """
 
@@ -517,7 +522,7 @@ class GDClassifier(ClassifierMixin, _GDBase):
     coef_ : ndarray, shape (1, d) for two classes, else (K, d)
         For ``multinomial`` with two classes, the difference of the two classes' rows.
     intercept_ : ndarray, shape (1,) or (K,)
-    n_iter_, t_, n_features_in_, feature_names_in_
+    n_iter_, t_, backend_, n_features_in_, feature_names_in_
         As :class:`GDRegressor`.
     """
 

@@ -39,6 +39,7 @@ def test_info_lists_versions_backends_and_float64(capsys):
         assert f"  {name:6s} yes" in out, f"float64 support of {name} not reported"
     assert "numba cache dir:" in out
     assert "CPUs usable by this process:" in out
+    assert 'backend="auto" picks' in out  # one line per typical problem: tests/test_auto.py
 
 
 def test_python_dash_m_runs_the_same_command():
