@@ -16,13 +16,16 @@ rule when (first match wins)               picks       the figure behind it
 ===  =====================================  ==========  =====================================
 1    ``devices`` given, or ``device``       jax         only jax places data on jax devices
      neither None nor ``"cpu"``                         and meshes
-2    jax sees an accelerator, ``device``    jax on the  NO GPU MEASUREMENT EXISTS: estimated
-     None, one step touches >= 2**17        accelerator from a GPU step's launch cost (~10-20
-     elements (rows per step x d x K) and               us, which numba spends on ~2**15
-     the fit >= 2**28 (epochs x n x d x K)              elements at 0.5 ns) and PCIe (~16
-                                                        GB/s: copying X costs about one numba
-                                                        epoch); 2**28 elements are ~0.13 s
-                                                        of numba
+2    jax sees an accelerator, ``device``    jax on the  NO GPU MEASUREMENT EXISTS: estimated.
+     None, one step touches >= 2**17        accelerator A GPU step costs ~10-20 us of kernel
+     elements (rows per step x d x K), the              launches whatever its size: numba's
+     fit >= 2**28 (epochs x n x d x K),                 time for ~2**15 elements (0.26-0.54
+     and epochs >= 4                                    ns each); 2**28 elements are ~0.13 s
+                                                        of numba, so a device fit's fixed
+                                                        costs are small; copying X over PCIe
+                                                        (~16 GB/s) costs one or two numba
+                                                        epochs (it reads at 15-30 GB/s), so
+                                                        4 epochs save at least twice that
 3    numpy's predicted time <= 50 ms (27    numpy       numba's first fit in a process costs
      us a step + 1 ns an element of each                0.5 s with a warm cache, 4-6 s with
      epoch)                                             an empty one
@@ -60,7 +63,8 @@ Where the figures come from:
   output, 7-18 s for K outputs (README "Compile time").
 - numba's speed on large problems (rule 2's yardstick): 0.26-0.54 ns per element of an
   epoch (``docs/targets.txt``: 6.4e8 elements of full batch in 165 ms, 1e8 of per-sample
-  SGD in 43.9 ms, 1e8 of in-order Adam in 53.9 ms).
+  SGD in 43.9 ms, 1e8 of in-order Adam in 53.9 ms), i.e. X read at 15-30 GB/s; the
+  memory bandwidth measured by ``fastgd compare`` is 30 GB/s.
 
 Compile time. ``auto`` does not charge a fit for numba's compilation: a compiled entry
 point is kept on disk (``cache=True``) and paid once per machine and (loss, family,
@@ -77,8 +81,10 @@ module constants, to be replaced by measurements from ``bench/accelerator_check.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import math
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -96,6 +102,8 @@ AUTO = "auto"
 GPU_MIN_STEP_ELEMENTS = 2**17
 #: Rule 2: elements the whole fit must touch (epochs x n x d x K).
 GPU_MIN_FIT_ELEMENTS = 2**28
+#: Rule 2: epochs, to pay for copying X to the device (one or two numba epochs).
+GPU_MIN_EPOCHS = 4
 #: Rule 3: numpy's cost of one step (one Python-level batch), seconds.
 NUMPY_STEP_S = 27e-6
 #: Rule 3: numpy's cost of one element of X x K read in an epoch, seconds.
@@ -140,8 +148,10 @@ def check_backend_name(backend: object) -> str:
     raise ValueError(f"backend must be one of {known}, got {backend!r}")
 
 
+@functools.cache
 def importable_backends() -> tuple[str, ...]:
-    """The backends whose library is installed, found without importing it."""
+    """The backends whose library is installed, found without importing it (asked once
+    per process)."""
     libraries = {"numpy": "numpy", "numba": "numba", "jax": "jax"}
     return tuple(
         name for name in BACKEND_MODULES
@@ -152,9 +162,16 @@ def importable_backends() -> tuple[str, ...]:
 @functools.cache
 def detect_accelerator() -> str | None:
     """The platform of jax's default devices when it is not the CPU (``"gpu"``,
-    ``"tpu"``), else None; None without jax. Imports jax (only when installed); the
-    answer is kept for the process."""
+    ``"tpu"``), else None; None without jax. Asked once per process.
+
+    jax reaches an accelerator only through a PJRT plugin (the ``jax_plugins`` namespace
+    package or entry points: CUDA, ROCm, Metal) or libtpu; without any of them its
+    devices are CPUs, which this finds out without importing jax (about 1 s here).
+    Otherwise it imports jax and asks ``jax.devices()``.
+    """
     if importlib.util.find_spec("jax") is None:
+        return None
+    if "jax" not in sys.modules and not _accelerator_plugin_installed():
         return None
     try:
         import jax
@@ -163,6 +180,13 @@ def detect_accelerator() -> str | None:
     except Exception:  # a broken plugin is no accelerator
         return None
     return None if platform == "cpu" else platform
+
+
+def _accelerator_plugin_installed() -> bool:
+    """Whether a jax plugin or libtpu is installed (jax's own discovery, without jax)."""
+    if importlib.util.find_spec("jax_plugins") or importlib.util.find_spec("libtpu"):
+        return True
+    return bool(importlib.metadata.entry_points(group="jax_plugins"))
 
 
 def _numpy_seconds(n: int, elements: int, rows_per_step: int, epochs: int) -> float:
@@ -220,7 +244,7 @@ def choose_backend(
     rows_per_step = n if batch_size is None else min(batch_size, n)
     elements = n * d * n_outputs
     large = (rows_per_step * d * n_outputs >= GPU_MIN_STEP_ELEMENTS
-             and epochs * elements >= GPU_MIN_FIT_ELEMENTS)  # fmt: skip
+             and epochs * elements >= GPU_MIN_FIT_ELEMENTS and epochs >= GPU_MIN_EPOCHS)
     if large and device is None and "jax" in available:
         platform = detect_accelerator() if accelerator is _DETECT else accelerator
         if platform:

@@ -95,7 +95,7 @@ def test_numpy_keeps_the_fits_it_finishes_in_50_ms():
     assert choose_backend(1852, 5, 1, 1, 1, accelerator=None).backend == "numba"
 
 
-def test_rule_two_thresholds(monkeypatch):
+def test_rule_two_thresholds():
     step, whole = auto.GPU_MIN_STEP_ELEMENTS, auto.GPU_MIN_FIT_ELEMENTS
     # a full batch of exactly the step threshold, for just enough epochs
     n, d = step // 16, 16
@@ -103,6 +103,10 @@ def test_rule_two_thresholds(monkeypatch):
     assert choose_backend(n, d, 1, None, epochs, accelerator="gpu").backend == "jax"
     assert choose_backend(n, d, 1, None, epochs - 1, accelerator="gpu").backend == "numba"
     assert choose_backend(n - 1, d, 1, None, 2 * epochs, accelerator="gpu").backend == "numba"
+    # fewer epochs than it takes to repay the copy of X, however large X is
+    few = auto.GPU_MIN_EPOCHS - 1
+    assert choose_backend(10**8, d, 1, None, few, accelerator="gpu").backend == "numba"
+    assert choose_backend(10**8, d, 1, None, few + 1, accelerator="gpu").backend == "jax"
 
 
 # ----------------------------------------------------------------------------- fit
@@ -174,17 +178,25 @@ def test_bad_backend_names_raise_naming_the_value(bad):
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
 
-def test_auto_on_a_small_problem_imports_neither_jax_nor_numba():
+def test_auto_imports_jax_only_to_ask_an_accelerator_plugin():
+    """A tiny fit imports neither jax nor numba; a large choice imports jax only where a
+    jax accelerator plugin (or libtpu) is installed."""
     code = (
         "import sys, fastgd\n"
+        "from fastgd.auto import _accelerator_plugin_installed, choose_backend\n"
         "X, y, _ = fastgd.make_regression(100, 5, seed=0)\n"
         "r = fastgd.fit(X, y, backend='auto')\n"
         "print(r.backend, 'jax' in sys.modules, 'numba' in sys.modules)\n"
+        "choose_backend(2_000_000, 32, 1, None, 10)\n"
+        "print('jax' in sys.modules, _accelerator_plugin_installed())\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["numpy", "False", "False"]
+    tiny, large = proc.stdout.splitlines()
+    assert tiny.split() == ["numpy", "False", "False"]
+    jax_imported, plugin = large.split()
+    assert jax_imported == plugin
 
 
 # ---------------------------------------------------------------------- estimators
