@@ -41,6 +41,7 @@ Training runs through :func:`fastgd.fit`. How the scikit-learn algorithm maps on
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -162,7 +163,6 @@ class _GDBase(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             backend=self.backend,
             device=self.device,
-            verbose=bool(self.verbose),
             max_dloss=_SKLEARN_MAX_DLOSS,
             relative_weights=self.batch_size != 1,
         )
@@ -207,7 +207,8 @@ class _GDBase(BaseEstimator):
             monitors = self._monitors(X[held_out], Y[held_out], val_weight, separately)
             keep = ~held_out
             X, Y, weights = X[keep], Y[keep], None if weights is None else weights[keep]
-        args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss)
+        args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss,
+                    callback=_EpochReport(X.shape[0]) if self.verbose else None)
         if self.batch_size is not None:
             args["batch_size"] = min(self.batch_size, X.shape[0])
         per_output = weights is not None and weights.ndim == 2
@@ -219,6 +220,7 @@ class _GDBase(BaseEstimator):
                          **args)  # fmt: skip
             self._state = result.optimizer_state
             self.backend_ = result.backend
+            self._report_convergence([result], args["callback"])
             return _theta_of(result), result.n_epochs
         seeds = self._row_orders(separately=True, keep=keep)
         # the classes in threads (n_jobs): the compiled kernels release the GIL
@@ -230,7 +232,16 @@ class _GDBase(BaseEstimator):
         )
         self._state = _stack_states([r.optimizer_state for r in columns])
         self.backend_ = columns[0].backend  # the same shapes: the same choice of "auto"
+        self._report_convergence(columns, args["callback"])
         return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
+
+    @staticmethod
+    def _report_convergence(results: list[FitResult], report) -> None:
+        """scikit-learn's closing line of a ``verbose`` fit that stopped on ``tol``."""
+        for result in results:
+            if report is not None and result.converged:
+                print(f"Convergence after {result.n_epochs} epochs took "
+                      f"{report.seconds():.2f} seconds")  # fmt: skip
 
     def _initial_theta(self, d: int, K: int, dtype, coef_init, intercept_init):
         """``fit``'s starting point: the given one, the last fit's (``warm_start``), or None."""
@@ -339,6 +350,28 @@ class _GDBase(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+class _EpochReport:
+    """``verbose``: after every epoch, scikit-learn's lines (``-- Epoch``, the weights'
+    norm, their non-zeros, the intercept, the samples seen ``T``, the training time), with
+    fastgd's epoch objective (the mean weighted loss plus penalty, before each step) in
+    place of scikit-learn's running average of the unweighted loss."""
+
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __call__(self, epoch: int, loss: float, coef, intercept) -> None:
+        coef = np.asarray(coef)
+        print(f"-- Epoch {epoch}")
+        print(f"Norm: {np.linalg.norm(coef):.2f}, NNZs: {np.count_nonzero(coef)}, "
+              f"Bias: {float(np.ravel(intercept)[0]):.6f}, T: {epoch * self.n_rows}, "
+              f"Objective: {loss:.6f}")  # fmt: skip
+        print(f"Total training time: {self.seconds():.2f} seconds.")
 
 
 def _init_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:

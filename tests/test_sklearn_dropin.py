@@ -202,3 +202,25 @@ def test_n_jobs_trains_the_classes_in_threads_to_the_same_model(backend):
     np.testing.assert_array_equal(threads.coef_, alone.coef_)
     np.testing.assert_array_equal(threads.intercept_, alone.intercept_)
     assert_same_model(threads, quietly(SGDClassifier(n_jobs=2, **params), X, y), rtol=1e-9)
+
+
+def test_verbose_prints_scikit_learns_epoch_lines(backend, capsys):
+    X, y = breast_cancer()
+    params = dict(max_iter=3, random_state=0, verbose=1, tol=10.0, n_iter_no_change=2)
+    quietly(SGDClassifier(**params), X, y)
+    theirs = capsys.readouterr().out.splitlines()
+    fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+    ours = capsys.readouterr().out.splitlines()
+
+    def comparable(line: str) -> str:  # the times differ; fastgd has no "Avg. loss"
+        return ", ".join(part for part in line.split(", ") if not part.startswith("Avg. loss"))
+
+    assert len(ours) == len(theirs) == 3 * 3 + 1  # three epochs, then the convergence line
+    for mine, peer in zip(ours, theirs, strict=True):
+        if "seconds" in peer:
+            assert mine.split(" took ")[0].split(":")[0] == peer.split(" took ")[0].split(":")[0]
+            continue
+        prefix = comparable(peer).rsplit("Objective: ", 1)
+        assert comparable(mine).startswith(prefix[0])
+        if len(prefix) == 2:
+            assert abs(float(mine.rsplit("Objective: ", 1)[1]) - float(prefix[1])) <= 1e-6
