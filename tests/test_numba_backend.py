@@ -25,6 +25,7 @@ from fastgd.specs import (
     AdamW,
     Huber,
     Squared,
+    learning_rate,
     lower_model,
     lower_optimizer,
     resolve_loss,
@@ -363,17 +364,34 @@ def test_float32_gradient_sums_in_float64(K):
 
 
 def _step_by_step(data, theta, orders, model, opt):
-    """Per-sample training through ``loss_grad`` and ``update``: the reference loop."""
+    """Per-sample training through ``loss_grad`` and ``update``: the reference loop.
+
+    An l1 term is left out of the step's gradient and truncated after the step as
+    scikit-learn does (README, "Mathematical conventions"): ``q`` and ``u`` in
+    ``slots[1]``."""
     theta = theta.copy()
     state = nb.init_state(theta, opt)
+    grad_model = model._replace(l1=0.0)
+    u = 0.0
     losses = []
     for order in orders:
         total = 0.0
         for i in order:
             value, grad = nb.loss_grad(data.take([i]), theta, model)
+            if model.l1:
+                grad = nb.loss_grad(data.take([i]), theta, grad_model)[1]
             theta, state = nb.update(theta, grad, state, opt)
+            if model.l1:
+                u += model.l1 * learning_rate(opt.schedule_code, opt.schedule_params, state[0])
+                W, q = theta[:-1], state[1][1, :-1]
+                z = W.copy()
+                W[:] = np.where(z > 0, np.maximum(0, z - (u + q)), z)
+                W[:] = np.where(z < 0, np.minimum(0, z + (u - q)), W)
+                q += W - z
             total += value
         losses.append(total / len(order))
+    if model.l1:
+        state[1][1, -1] = u
     return theta, state, losses
 
 
