@@ -14,8 +14,11 @@ Parameters travel as one matrix ``theta`` of shape (d + 1, K): ``theta[:d]`` are
 weights ``W`` (one column per output) and ``theta[d]`` the K intercepts ``b``; a single
 output is K = 1. Penalties and AdamW's weight decay touch ``W`` only. The optimizer
 state is ``(step, slots)``: the number of updates done so far and a (2, d + 1, K) array
-of per-parameter moments (SGD: trace; AdaGrad: sum of squares; RMSProp: mean square;
-Adam/AdamW: first and second moments).
+of per-parameter moments (SGD: trace, and with an l1 term per sample the truncation's
+record: ``q`` at the weights and ``u`` at the intercepts of ``slots[1]``, see ``epochs``;
+AdaGrad: sum of squares; RMSProp: mean square; Adam/AdamW: first and second moments).
+:func:`update` applies the gradient it is given; :func:`run_epochs` applies an l1 term
+with the SGD optimizer after each step (truncated per sample, proximal in batches).
 
 The data travel as one :class:`Data` bundle ``(X, Y, weight)``. ``Y`` holds the targets
 in the form the loss's formula uses (see :func:`fastgd.data.kernel_targets`): real
