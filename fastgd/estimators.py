@@ -63,6 +63,7 @@ from .sklearn_shuffle import (
     regressor_seed,
 )
 from .specs import (
+    SGD,
     EpsilonInsensitive,
     Hinge,
     Huber,
@@ -235,6 +236,16 @@ class _GDBase(BaseEstimator):
         self._report_convergence(columns, args["callback"])
         return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
 
+    def _fresh_l1_record(self) -> tuple[int, np.ndarray]:
+        """The state ``partial_fit`` goes on from: scikit-learn starts its cumulative l1
+        record (u and q, kept in the SGD optimizer's second slot) afresh at every call."""
+        step, slots = self._state
+        if not isinstance(resolve_optimizer(self.optimizer), SGD):
+            return step, slots
+        slots = np.array(slots, copy=True)
+        slots[1] = 0.0
+        return step, slots
+
     @staticmethod
     def _report_convergence(results: list[FitResult], report) -> None:
         """scikit-learn's closing line of a ``verbose`` fit that stopped on ``tol``."""
@@ -321,7 +332,7 @@ class _GDBase(BaseEstimator):
                              "scikit-learn: it needs the whole data to hold rows out)")
         held_out = None if partial else self._held_out(y, raw_weight)
         if partial:
-            theta0, state0 = (None, None) if first else (self._theta, self._state)
+            theta0, state0 = (None, None) if first else (self._theta, self._fresh_l1_record())
             theta, n_epochs = self._train(
                 X, Y, self._loss_spec(), weights, epochs=1, tol=None, theta0=theta0,
                 state0=state0, separately=self._orders_apart(),

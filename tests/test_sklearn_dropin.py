@@ -224,3 +224,15 @@ def test_verbose_prints_scikit_learns_epoch_lines(backend, capsys):
         assert comparable(mine).startswith(prefix[0])
         if len(prefix) == 2:
             assert abs(float(mine.rsplit("Objective: ", 1)[1]) - float(prefix[1])) <= 1e-6
+
+
+def test_partial_fit_with_elasticnet_starts_the_l1_record_afresh_as_scikit_learn(backend):
+    X, y = wine()
+    params = dict(loss="hinge", penalty="elasticnet", l1_ratio=0.9, alpha=0.05,
+                  learning_rate="constant", eta0=0.01, random_state=4)
+    peer, ours = SGDClassifier(**params), fastgd.GDClassifier(backend=backend, **params)
+    for rows in np.array_split(np.arange(len(y)), 3):
+        peer.partial_fit(X[rows], y[rows], classes=[0, 1, 2])
+        ours.partial_fit(X[rows], y[rows], classes=[0, 1, 2])
+    assert_same_model(ours, peer)
+    assert (peer.coef_ == 0).sum() > 0 and np.array_equal(ours.coef_ == 0, peer.coef_ == 0)
