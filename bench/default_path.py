@@ -14,7 +14,12 @@ the target), 5 epochs, ``tol=None``. Runners:
 - fastgd numba shuffled in scikit-learn's own row order (``SklearnShuffle``), through the
   backend's ``run_epochs`` on data prepared once (as ``fit`` prepares it);
 - fastgd numba in order through ``run_epochs`` too (what ``fit`` adds is the difference);
+- ``GDClassifier(backend="numba")`` with the same parameters, in order and shuffled
+  (``random_state=0``: scikit-learn's own row order);
 - ``SGDClassifier`` with the same parameters, in order and shuffled (``random_state=0``).
+
+Then both estimators on all their defaults (``tol=1e-3``, ``max_iter=1000``, shuffled):
+time to fit, and the ``n_iter_`` each ran, side by side.
 
 Every runner is called once before the rounds (JIT compilation stays out of the
 timings) and its coefficients and intercept are checked against scikit-learn's (1e-8
@@ -67,6 +72,53 @@ def sklearn_runner(X, labels, shuffle: bool):
         return np.append(peer.coef_.ravel(), peer.intercept_)
 
     return run
+
+
+def estimator_runner(X, labels, shuffle: bool):
+    """``GDClassifier(backend="numba")`` with the same parameters: scikit-learn's order when
+    shuffled (the estimator reproduces its shuffle)."""
+
+    def run():
+        ours = fastgd.GDClassifier(
+            loss="hinge", penalty="l2", alpha=ALPHA, learning_rate="optimal", shuffle=shuffle,
+            tol=None, max_iter=EPOCHS, random_state=SEED, backend="numba",
+        )
+        ours.fit(X, labels)
+        return np.append(ours.coef_.ravel(), ours.intercept_)
+
+    return run
+
+
+def default_tol(X, labels, rounds: int) -> None:
+    """Both estimators on all their defaults (tol 1e-3, max_iter 1000, shuffled): time to
+    fit and the epochs each ran."""
+    from sklearn.linear_model import SGDClassifier
+
+    made = {}
+
+    def runner(name, make):
+        def run():
+            made[name] = make().fit(X, labels)
+            return made[name]
+
+        return run
+
+    runners = {
+        "GDClassifier(backend='numba')": runner(
+            "ours", lambda: fastgd.GDClassifier(random_state=SEED, backend="numba")),
+        "SGDClassifier()": runner("peer", lambda: SGDClassifier(random_state=SEED)),
+    }
+    for run in runners.values():
+        run()
+    check("defaults, GDClassifier against SGDClassifier",
+          np.append(made["ours"].coef_, made["ours"].intercept_),
+          np.append(made["peer"].coef_, made["peer"].intercept_))  # fmt: skip
+    print(f"- n_iter_: fastgd {made['ours'].n_iter_}, scikit-learn {made['peer'].n_iter_}; "
+          f"t_: {made['ours'].t_:.0f} and {made['peer'].t_:.0f}")  # fmt: skip
+    m = report(f"all defaults (tol 1e-3), time to fit (ms), {rounds} rounds",
+               interleaved(runners, rounds))  # fmt: skip
+    ratio = m["SGDClassifier()"] / m["GDClassifier(backend='numba')"]
+    print(f"- SGDClassifier() / GDClassifier(backend='numba'): {ratio:.2f}")
 
 
 def fit_runner(X, labels):
@@ -163,6 +215,8 @@ def main() -> None:
     shuffled = np.ascontiguousarray(SklearnShuffle(binary_seed(SEED)).epoch_orders(n, EPOCHS))
     in_order = np.broadcast_to(np.arange(n), (EPOCHS, n))
     runners = {
+        "GDClassifier numba, in order": estimator_runner(X, labels, False),
+        "GDClassifier numba, shuffled": estimator_runner(X, labels, True),
         "fastgd numba fit, in order": fit_runner(X, labels),
         "fastgd numba run_epochs, in order": prepared.runner(in_order),
         "fastgd numba run_epochs, shuffled": prepared.runner(shuffled),
@@ -181,11 +235,14 @@ def main() -> None:
                "read the medians", times)  # fmt: skip
     print()
     for tag, target in (("shuffled", ">= 1.8"), ("in order", ">= 1.5")):
+        value = m[f"SGDClassifier, {tag}"] / m[f"GDClassifier numba, {tag}"]
+        print(f"- SGDClassifier / GDClassifier numba, {tag}: {value:.2f} (target {target})")
         ours = "fit" if tag == "in order" else "run_epochs"
         value = m[f"SGDClassifier, {tag}"] / m[f"fastgd numba {ours}, {tag}"]
-        print(f"- SGDClassifier / fastgd numba {ours}, {tag}: {value:.2f} (target {target})")
+        print(f"- SGDClassifier / fastgd numba {ours}, {tag}: {value:.2f}")
     value = m["SGDClassifier, in order"] / m["fastgd numba run_epochs, in order"]
     print(f"- SGDClassifier / fastgd numba run_epochs, in order: {value:.2f}")
+    default_tol(X, labels, max(3, args.rounds // 3))
     if args.sweep:
         sweep(prepared, {"shuffled": shuffled, "in order": np.ascontiguousarray(in_order)},
               args.rounds)  # fmt: skip
