@@ -56,6 +56,7 @@ def fit(
     max_dloss: float = math.inf,
     relative_weights: bool = True,
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None = None,
+    average: bool | int = False,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -152,6 +153,17 @@ def fit(
         ``monitor(coef, intercept) -> float``, called after every epoch: the value the
         ``tol`` rule watches instead of the epoch loss, smaller being better (e.g. minus
         a score on held-out rows: the estimators' ``early_stopping``).
+    average : bool or int, default False
+        Averaged SGD (Polyak–Ruppert; scikit-learn's ``average``): from update ``a``
+        (``average=a``; True is 1), counted from 1 and continuing through
+        ``optimizer_state``, the running mean of the parameters after each update is
+        kept, ``avg += (theta − avg) / (t − a + 1)`` after update t, and the result's
+        ``coef``/``intercept`` are that mean once at least ``a`` updates were made (else
+        the plain parameters). Every optimizer and batch size; per-sample SGD with an l1
+        term averages after the gradient step, before the l1 truncation (scikit-learn's
+        order). Resume with the same ``average``, the result's ``coef``/``intercept`` and
+        its ``optimizer_state`` (which keeps the plain parameters). False (0) averages
+        nothing.
 
     Returns
     -------
@@ -172,7 +184,7 @@ def fit(
         verbose=verbose, progress=progress, callback=callback, sample_weight=sample_weight,
         optimizer_state=optimizer_state, devices=devices, memory_budget=memory_budget,
         max_dloss=max_dloss, relative_weights=relative_weights,
-        monitor=monitor,
+        monitor=monitor, average=average,
     )
     kernels = get_backend(plan.backend)  # "auto" is resolved by now
     start = time.perf_counter()  # fit_time leaves the checks out

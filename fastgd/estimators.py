@@ -75,6 +75,7 @@ from .specs import (
     SquaredEpsilonInsensitive,
     SquaredHinge,
     adaptive,
+    check_average,
     invscaling,
     optimal,
     resolve_optimizer,
@@ -123,11 +124,7 @@ class _GDBase(BaseEstimator):
 
     def _check_unsupported(self) -> None:
         """Non-default values of the scikit-learn parameters fastgd does not implement."""
-        if self.average is not False:
-            raise NotImplementedError(
-                f"average={self.average!r} is not supported (scikit-learn's averaged SGD); "
-                "use average=False"
-            )
+        check_average(self.average)
         if not isinstance(self.early_stopping, bool | np.bool_):
             raise TypeError(f"early_stopping must be a bool, got {self.early_stopping!r}")
         fraction = self.validation_fraction
@@ -166,6 +163,7 @@ class _GDBase(BaseEstimator):
             device=self.device,
             max_dloss=_SKLEARN_MAX_DLOSS,
             relative_weights=self.batch_size != 1,
+            average=self.average,
         )
 
     # ------------------------------------------------------------------- training
@@ -234,7 +232,57 @@ class _GDBase(BaseEstimator):
         self._state = _stack_states([r.optimizer_state for r in columns])
         self.backend_ = columns[0].backend  # the same shapes: the same choice of "auto"
         self._report_convergence(columns, args["callback"])
-        return np.hstack([_theta_of(r) for r in columns]), max(r.n_epochs for r in columns)
+        thetas = [_theta_of(r) for r in columns]
+        average = check_average(self.average)
+        if 0 < average <= self._state[0]:
+            # scikit-learn reports every class's average once t_ − 1 (the longest class's
+            # samples) reaches average: a class that stopped before it reports its average
+            # too, its plain parameters going to the state's third slot (see fastgd.fit)
+            slots = self._state[1]
+            for k, r in enumerate(columns):
+                if r.optimizer_state[0] < average:
+                    thetas[k], slots[2][:, k : k + 1] = slots[2][:, k : k + 1].copy(), thetas[k]
+        return np.hstack(thetas), max(r.n_epochs for r in columns)
+
+    def _averaged_classifier(self) -> bool:
+        """Whether scikit-learn's classifier bookkeeping of averaged intercepts applies."""
+        return (is_classifier(self) and self.loss != "multinomial"
+                and check_average(self.average) > 0)  # fmt: skip
+
+    def _stale_intercepts(self, state0):
+        """The state ``partial_fit`` goes on from, with scikit-learn's classifier quirk:
+        once averaging has started, its ``_fit_binary`` no longer stores the plain
+        intercept, and its one-vs-rest loop writes the plain intercepts over the averaged
+        ones, so a call resumes from the plain intercepts of the last call that began
+        before averaging started (``_standard_intercept``), kept here."""
+        if not self._averaged_classifier() or state0 is None:
+            return state0
+        step, slots = state0
+        if not 0 < check_average(self.average) <= step:
+            return state0
+        slots = np.array(slots, copy=True)
+        slots[2][-1] = self._standard_intercept
+        return step, slots
+
+    def _reported_intercepts(self, theta, step0: int):
+        """The intercepts scikit-learn's classifier reports after a call that began at
+        update ``step0`` (see :meth:`_stale_intercepts`), and its ``_standard_intercept``."""
+        if not self._averaged_classifier():
+            return theta
+        average = check_average(self.average)
+        step, slots = self._state
+        started = 0 < average <= step
+        plain = slots[2][-1] if started else theta[-1]
+        before = 0 < average <= step0
+        if theta.shape[1] == 1:  # binary: kept while averaging has not started
+            if not started:
+                self._standard_intercept = np.array(plain, dtype=np.float64)
+        elif not before:  # one-vs-rest: kept by calls that begin before averaging starts
+            self._standard_intercept = np.array(plain, dtype=np.float64)
+        else:  # ... and those that begin after it report the plain intercepts
+            theta = theta.copy()
+            theta[-1] = plain
+        return theta
 
     def _fresh_l1_record(self) -> tuple[int, np.ndarray]:
         """The state ``partial_fit`` goes on from: scikit-learn starts its cumulative l1
@@ -333,6 +381,7 @@ class _GDBase(BaseEstimator):
         held_out = None if partial else self._held_out(y, raw_weight)
         if partial:
             theta0, state0 = (None, None) if first else (self._theta, self._fresh_l1_record())
+            state0 = self._stale_intercepts(state0)
             theta, n_epochs = self._train(
                 X, Y, self._loss_spec(), weights, epochs=1, tol=None, theta0=theta0,
                 state0=state0, separately=self._orders_apart(),
@@ -344,6 +393,9 @@ class _GDBase(BaseEstimator):
                 theta0=theta0, state0=None, separately=separately, held_out=held_out,
                 raw_weight=raw_weight,
             )
+        if not partial or first:  # scikit-learn's _standard_intercept, at its allocation
+            self._standard_intercept = np.zeros(K) if theta0 is None else theta0[-1].copy()
+        theta = self._reported_intercepts(theta, 0 if not partial or first else state0[0])
         if held_out is not None:  # scikit-learn counts the held-out rows in t_ (and in the
             # step a later partial_fit's learning rate goes on from) too
             self._state = (n_epochs * X.shape[0], self._state[1])
@@ -432,9 +484,13 @@ class GDRegressor(RegressorMixin, _GDBase):
     random_state, learning_rate, eta0, power_t, n_iter_no_change, warm_start
         As in scikit-learn (``learning_rate`` in {"constant", "optimal", "invscaling",
         "adaptive"}).
-    early_stopping, validation_fraction, average
-        Only the defaults (False, 0.1, False) are supported; other values of
-        ``early_stopping`` and ``average`` raise ``NotImplementedError``.
+    early_stopping, validation_fraction
+        As in scikit-learn (early stopping not with ``partial_fit``).
+    average : bool or int
+        As in scikit-learn: averaged SGD, ``coef_``/``intercept_`` the running average of
+        the parameters after each sample from the ``average``-th one on (True: the first;
+        see :func:`fastgd.fit`'s ``average``) once ``t_ − 1 >= average``, continued by
+        ``partial_fit``; ``warm_start`` starts from ``coef_`` with a fresh average.
     optimizer : str or optimizer spec
         fastgd's optimizer (its learning rate is set by ``learning_rate``/``eta0``).
     batch_size : int or None

@@ -27,6 +27,7 @@ from .specs import (
     LoweredOptimizer,
     Optimizer,
     Schedule,
+    check_average,
     lower_model,
     lower_optimizer,
     resolve_loss,
@@ -53,8 +54,10 @@ class Plan:
         given with ``relative_weights=False``.
     theta : ndarray, shape (d + 1, K)
         Starting parameters (weights, then the intercepts), in ``X``'s dtype.
-    state : tuple (int, ndarray of shape (2, d + 1, K)) or None
-        A resumed optimizer state (a private copy), or None to start afresh.
+    state : tuple (int, ndarray of shape (3, d + 1, K)) or None
+        A resumed optimizer state (a private copy), or None to start afresh. With
+        averaging started, ``theta`` holds the plain parameters and the state's third
+        slot the average (swapped back from the result's).
     single_output : bool
         Whether ``y`` was 1-D (the result's ``coef`` is then (d,)).
     loss : Loss
@@ -167,6 +170,7 @@ def make_plan(
     max_dloss: float,
     relative_weights: bool,
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None,
+    average: bool | int = False,
 ) -> Plan:
     """Check every argument of :func:`fastgd.fit` once and describe the problem.
 
@@ -212,9 +216,14 @@ def make_plan(
         bool(fit_intercept),
     )
     model = lower_model(loss, l2, l1, bool(fit_intercept), max_dloss=max_dloss)
+    average = check_average(average)
     state = None if optimizer_state is None else _check_state(optimizer_state, theta)
+    if state is not None and 0 < average <= state[0]:
+        # averaging has started: the result reported the average and kept the plain
+        # parameters in the state's third slot (result.make_result); swap them back
+        theta, state[1][2] = state[1][2].copy(), theta
     adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
-    opt = lower_optimizer(optimizer)
+    opt = lower_optimizer(optimizer, average)
     rng = _order_source(seed)
     backend, device = resolve_backend(backend, *X.shape, n_outputs, batch_size, epochs,
                                       X.dtype, device, devices)  # fmt: skip
@@ -353,9 +362,9 @@ def _check_state(optimizer_state: object, theta: np.ndarray) -> tuple[int, np.nd
             f"{type(optimizer_state).__name__}"
         ) from None
     step = check_int("optimizer_state step", int(np.asarray(step)), 0)
-    if slots.shape != (2, *theta.shape):
+    if slots.shape != (3, *theta.shape):
         raise ValueError(
-            f"optimizer_state slots must have shape {(2, *theta.shape)}, got {slots.shape}"
+            f"optimizer_state slots must have shape {(3, *theta.shape)}, got {slots.shape}"
         )
     return step, slots
 

@@ -50,9 +50,13 @@ class FitResult:
     ----------
     coef : ndarray, shape (d,) or (d, K)
         Learned weights, in the dtype of ``X`` (float32 or float64): (d,) when ``y`` was
-        1-D, else one column per output (per class for ``multinomial``).
+        1-D, else one column per output (per class for ``multinomial``). With
+        ``fit(average=a)`` and at least ``a`` updates: the average of the parameters
+        after the updates a, a + 1, …, the last (the plain last ones are in
+        ``optimizer_state``'s third slot).
     intercept : float or ndarray of shape (K,)
-        Learned intercept(s) (0.0, or ``intercept_init``, when not fitted).
+        Learned intercept(s) (0.0, or ``intercept_init``, when not fitted); averaged as
+        ``coef`` is.
     loss_history : ndarray of float64, shape (n_epochs,)
         Per epoch, the mean over its samples of the batch objective (mean loss plus
         penalty) evaluated just before each batch's update.
@@ -68,10 +72,15 @@ class FitResult:
         The loss spec, used by :meth:`predict`.
     fit_time : float
         Wall-clock seconds spent in the epoch loop (including any JIT compilation).
-    optimizer_state : tuple (int, ndarray of shape (2, d + 1, K))
-        The optimizer's step count and moments at the end, on the host: pass it back as
-        ``fit(..., optimizer_state=...)`` (with ``coef_init``/``intercept_init``) to go on
-        training exactly where this run stopped.
+    optimizer_state : tuple (int, ndarray of shape (3, d + 1, K))
+        The optimizer's step count and slots at the end, on the host: pass it back as
+        ``fit(..., optimizer_state=...)`` (with ``coef_init``/``intercept_init`` set to
+        this result's ``coef``/``intercept``, and the same ``average``) to go on training
+        exactly where this run stopped. Slots 0 and 1 are the optimizer's moments (SGD:
+        the momentum trace and the l1 truncation's record), slot 2 the averaging's: the
+        running average of the parameters while ``fit(average=...)`` has not started
+        averaging (or is off), and once it has, the plain (last, not averaged)
+        parameters, since ``coef``/``intercept`` then report the average.
     """
 
     coef: np.ndarray
@@ -164,8 +173,13 @@ def make_result(plan: Plan, placed: Placed, trained: Trained, fit_time: float) -
     -------
     FitResult
     """
-    coef, intercept = public_params(trained.theta, plan.X.dtype, plan.single_output)
-    state = trained.state
+    theta, state = trained.theta, trained.state
+    step, slots = int(np.asarray(state[0])), np.array(state[1], dtype=plan.X.dtype)
+    if 0 < plan.opt.average <= step:
+        # the average is reported; the plain parameters go to the state's third slot, where
+        # make_plan takes them back from when training resumes
+        theta, slots[2] = slots[2].copy(), np.asarray(theta)
+    coef, intercept = public_params(theta, plan.X.dtype, plan.single_output)
     return FitResult(
         coef=coef,
         intercept=intercept,
@@ -176,5 +190,5 @@ def make_result(plan: Plan, placed: Placed, trained: Trained, fit_time: float) -
         backend=plan.backend,
         loss=plan.loss,
         fit_time=fit_time,
-        optimizer_state=(int(np.asarray(state[0])), np.array(state[1], dtype=plan.X.dtype)),
+        optimizer_state=(step, slots),
     )

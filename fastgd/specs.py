@@ -642,12 +642,18 @@ class LoweredOptimizer(NamedTuple):
         constant: (lr, 0, 0); invscaling: (lr0, power_t, 0);
         exponential: (lr0, decay_rate, decay_steps); cosine: (lr0, decay_steps, final_fraction);
         optimal: (alpha, t0, 0).
+    average : int
+        Averaging of the iterates (scikit-learn's ``average``): 0 for none, else the update
+        ``a`` from which the running mean of the parameters after each update is kept,
+        ``avg += (theta − avg) / (t − a + 1)`` after update t >= a (in the state's third
+        slot); 1 averages from the first update.
     """
 
     code: int
     params: tuple[float, float, float, float]
     schedule_code: int
     schedule_params: tuple[float, float, float]
+    average: int = 0
 
 
 def check_max_dloss(max_dloss: object) -> float:
@@ -672,15 +678,27 @@ def lower_model(
     )
 
 
-def lower_optimizer(optimizer: Optimizer) -> LoweredOptimizer:
-    """Lower an optimizer spec (and its schedule) to a :class:`LoweredOptimizer`."""
+def lower_optimizer(optimizer: Optimizer, average: int = 0) -> LoweredOptimizer:
+    """Lower an optimizer spec (and its schedule) to a :class:`LoweredOptimizer`, with the
+    update ``average`` from which the iterates are averaged (0: none)."""
     schedule = optimizer.lr
     return LoweredOptimizer(
         int(optimizer.code),
         tuple(float(p) for p in optimizer.params()),
         int(schedule.code),
         tuple(float(p) for p in schedule.params()),
+        int(average),
     )
+
+
+def check_average(average: object) -> int:
+    """``average`` (False, True or an int >= 1) as the update averaging starts from (0 for
+    none, True is 1), or a ``ValueError`` naming it."""
+    if isinstance(average, bool):
+        return int(bool(average))
+    if isinstance(average, numbers.Integral) and int(average) >= 1:
+        return int(average)
+    raise ValueError(f"average must be False, True or an int >= 1, got {average!r}")
 
 
 def learning_rate(schedule_code: int, schedule_params: tuple[float, float, float], t: int) -> float:

@@ -16,7 +16,8 @@ Conventions (the same as the library's):
 - a batch objective is ``(1/m)·Σ_i s_i·Σ_k loss(p_ik, y_ik) + l2/2·‖W‖² + l1·‖W‖₁``
   (never the intercepts), with sample weights s_i (all 1 when not given);
 - optimizer state is ``(step, slots)`` with ``slots`` two parameter-shaped lists, and
-  ``t = step + 1`` counts updates from 1 (schedules and Adam's bias correction use it).
+  ``t = step + 1`` counts updates from 1 (schedules and Adam's bias correction use it);
+  the running average of averaged SGD is kept apart (:func:`train`'s ``average``).
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def update(theta: Sequence, grad: Sequence, state: State, opt: Sequence) -> tupl
 
 def _update_entry(x, g, s0_row, s1_row, k, t, opt, is_weight) -> float:
     """One parameter's step; updates its slots ``s0_row[k]``, ``s1_row[k]`` in place."""
-    code, params, schedule_code, schedule_params = opt
+    code, params, schedule_code, schedule_params = opt[:4]
     lr = learning_rate(schedule_code, schedule_params, t)
     if code == OPT_SGD:
         momentum, nesterov = params[0], params[1]
@@ -370,9 +371,23 @@ def truncate_l1(theta: Matrix, q: Matrix, u: float) -> None:
             q_row[k] += row[k] - z
 
 
-def train_step(X, y, theta, state, batch_size, model, opt, weights) -> tuple[float, list, State]:
+def average_into(avg: Matrix, theta: Matrix, k: int) -> None:
+    """The running average of the iterates: ``avg += (theta − avg) / k`` entry by entry,
+    for the k-th iterate averaged (k = 1 copies theta)."""
+    for a_row, row in zip(avg, theta, strict=True):
+        for j, w in enumerate(row):
+            a_row[j] += (w - a_row[j]) / k
+
+
+def train_step(
+    X, y, theta, state, batch_size, model, opt, weights, averaged=None
+) -> tuple[float, list, State]:
     """One training step on the batch ``X``, ``y``: its objective (with the whole penalty)
     before the step, then the parameters and state after it.
+
+    ``averaged`` = (avg, a), a matrix and the update averaging starts from: after update
+    t >= a, ``avg`` takes the step's parameters into its running mean
+    (:func:`average_into`): after a proximal l1 step, before the truncation.
 
     With the SGD optimizer and an l1 term the step's gradient leaves the l1 term out and
     the penalty is applied after the optimizer's step (see :func:`l1_rule`). The
@@ -381,9 +396,15 @@ def train_step(X, y, theta, state, batch_size, model, opt, weights) -> tuple[flo
     """
     l1 = model[3]
     rule = l1_rule(opt, batch_size, l1)
+
+    def average(M, step):
+        if averaged is not None and step >= averaged[1]:
+            average_into(averaged[0], M, step - averaged[1] + 1)
+
     value, grad = loss_grad(X, y, theta, model, weights)
     if rule == "subgradient":
         theta, state = update(theta, grad, state, opt)
+        average(as_matrix(theta)[0], state[0])
         return value, theta, state
     no_l1 = (*model[:3], 0.0, *model[4:])
     grad = loss_grad(X, y, theta, no_l1, weights)[1]
@@ -393,7 +414,9 @@ def train_step(X, y, theta, state, batch_size, model, opt, weights) -> tuple[flo
     M, vector = as_matrix(theta)
     if rule == "proximal":
         prox_l1(M, lr * l1)
+        average(M, step)
         return value, from_matrix(M, vector), state
+    average(M, step)
     s1 = as_matrix(slots[1])[0]
     u = s1[-1][0] + l1 * lr
     truncate_l1(M, s1[:-1], u)
@@ -411,8 +434,10 @@ def run_epochs(
     model: Sequence,
     opt: Sequence,
     weights: Sequence[float] | None = None,
+    averaged: tuple | None = None,
 ) -> tuple[list, State, Vector]:
-    """Every batch of every epoch in ``orders``, one :func:`train_step` per batch.
+    """Every batch of every epoch in ``orders``, one :func:`train_step` per batch
+    (``averaged``: see :func:`train_step`).
 
     Returns
     -------
@@ -430,7 +455,7 @@ def run_epochs(
         for idx in batches(order, batch_size):
             value, theta, state = train_step(
                 [X[i] for i in idx], [y[i] for i in idx], theta, state, batch_size, model, opt,
-                [weights[i] for i in idx],
+                [weights[i] for i in idx], averaged,
             )
             weighted += value * len(idx)
         losses.append(weighted / n)
@@ -446,17 +471,26 @@ def train(
     model: Sequence,
     opt: Sequence,
     weights: Sequence[float] | None = None,
+    average: int = 0,
 ) -> tuple[list, Vector]:
     """A whole training run from ``theta0`` with a fresh optimizer state.
 
+    ``average`` = a > 0: the running mean of the parameters after the updates a, a + 1, …
+    is kept (:func:`train_step`) and returned instead of the last parameters once
+    there were at least a updates.
+
     Returns
     -------
-    theta : shaped like ``theta0``
+    theta : shaped like ``theta0`` (the average, when averaging)
     loss_history : list of floats, one per epoch
     """
     matrix, vector = as_matrix(theta0)
     state = init_state(len(matrix), opt, None if vector else len(matrix[0]))
-    theta, _, losses = run_epochs(X, y, theta0, state, orders, batch_size, model, opt, weights)
+    averaged = ([[0.0] * len(row) for row in matrix], average) if average else None
+    theta, state, losses = run_epochs(X, y, theta0, state, orders, batch_size, model, opt,
+                                      weights, averaged)  # fmt: skip
+    if averaged is not None and state[0] >= average:
+        theta = from_matrix(averaged[0], vector)
     return theta, losses
 
 

@@ -85,7 +85,7 @@ def test_kernels_return_the_documented_shapes_and_dtypes(backend, dtype):
 
     step, slots = kernels.init_state(theta, opt)
     assert int(step) == 0
-    assert np.asarray(slots).shape == (2, d + 1, 2) and np.asarray(slots).dtype == dtype
+    assert np.asarray(slots).shape == (3, d + 1, 2) and np.asarray(slots).dtype == dtype
 
     theta, (step, slots) = kernels.update(theta, grad, (step, slots), opt)
     assert int(step) == 1 and np.asarray(theta).dtype == dtype

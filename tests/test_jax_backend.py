@@ -146,13 +146,13 @@ def test_float32_in_float32_out(k):
     loss, grad = jax_backend.loss_grad(data, theta, model)
     assert grad.dtype == np.float32 and grad.shape == (D + 1, k) and loss.dtype == np.float64
     state = jax_backend.init_state(theta, opt)
-    assert state[1].dtype == np.float32 and state[1].shape == (2, D + 1, k)
+    assert state[1].dtype == np.float32 and state[1].shape == (3, D + 1, k)
     orders = np.stack([np.arange(N), np.arange(N)[::-1]]).astype(np.int64)
     theta2, (step, slots), losses = jax_backend.run_epochs(
         data, theta, state, orders, 5, model, opt
     )
     assert theta2.dtype == np.float32 and theta2.shape == (D + 1, k)
-    assert slots.dtype == np.float32 and slots.shape == (2, D + 1, k)
+    assert slots.dtype == np.float32 and slots.shape == (3, D + 1, k)
     assert losses.dtype == np.float64 and losses.shape == (2,)
     assert int(step) == 2 * 5  # ceil(23 / 5) updates per epoch
     res = fastgd.fit(X, Y, backend="jax", batch_size=4, epochs=2, seed=0)

@@ -303,7 +303,7 @@ def test_update_matches_oracle(backend, dtype, name, schedule):
     theta, state, ref_theta, ref_state = run_updates(backend, optimizer, dtype)
     step, slots = state
     assert int(step) == ref_state[0] == 7
-    assert np.asarray(theta).dtype == dtype and np.asarray(slots).shape == (2, 6, 2)
+    assert np.asarray(theta).dtype == dtype and np.asarray(slots).shape == (3, 6, 2)
     # float64: a handful of roundings per step. float32: Adam-type updates divide by
     # sqrt(v̂) + eps, which amplifies the rounding of small moments; 7 steps of ~10
     # roundings each stay below 100·eps relative to the largest parameter.

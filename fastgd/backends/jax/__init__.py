@@ -297,11 +297,11 @@ def init_state(theta: jax.Array, opt: LoweredOptimizer) -> State:
 
     Returns
     -------
-    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, d + 1, K))
+    state : tuple (0-d int64 jax.Array, jax.Array of shape (3, d + 1, K))
         ``(0, slots)``.
     """
     with _x64():
-        slots = np.zeros((2, *theta.shape), dtype=np.dtype(theta.dtype))
+        slots = np.zeros((3, *theta.shape), dtype=np.dtype(theta.dtype))
         if opt.code == OPT_ADAGRAD:
             slots[0] = opt.params[0]
         mesh = _mesh_of(theta)
@@ -322,7 +322,7 @@ def update(
         Parameters (weights then intercepts).
     grad : array, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int or 0-d int array, array of shape (2, d + 1, K))
+    state : tuple (int or 0-d int array, array of shape (3, d + 1, K))
         From :func:`init_state` or the previous :func:`update`.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.
@@ -386,7 +386,7 @@ def run_epochs(
     -------
     theta : jax.Array, shape (d + 1, K)
         Parameters after the last update, dtype of ``X``.
-    state : tuple (0-d int64 jax.Array, jax.Array of shape (2, d + 1, K))
+    state : tuple (0-d int64 jax.Array, jax.Array of shape (3, d + 1, K))
         Optimizer state after the last update.
     epoch_losses : ndarray of float64, shape (E,)
         Per epoch, the mean over its samples of the batch objective (loss + penalty)

@@ -65,9 +65,11 @@ def _loss_grad_program(data, theta, model_hyper, *, static, block_rows, spread=N
 
 @partial(jax.jit, static_argnames=("opt",))
 def _update_program(theta, grad, step, slots, opt_hyper, *, opt):
-    slots = (_split(slots[0]), _split(slots[1]))
-    params, step, (s0, s1) = _update_step(_split(theta), _split(grad), step, slots, opt_hyper, opt)
-    return _join(params), step, jnp.stack([_join(s0), _join(s1)])
+    moments = (_split(slots[0]), _split(slots[1]))
+    params, step, (s0, s1) = _update_step(
+        _split(theta), _split(grad), step, moments, opt_hyper, opt
+    )
+    return _join(params), step, jnp.stack([_join(s0), _join(s1), slots[2]])
 
 
 _EPOCHS_STATIC = ("static", "opt", "batch_size", "block_rows", "spread")
@@ -91,6 +93,10 @@ def _epochs(
     after the step (:func:`_l1_step`): scikit-learn's truncation when ``batch_size`` is
     1, its ``q`` in the weights' second slot (unused by SGD) and its ``u`` carried in
     float64 and stored in the intercepts' second slot at the end; else a proximal step.
+
+    ``opt.average`` = a > 0 keeps the running average of the parameters in the third
+    slot after each update t >= a (:func:`_average_step`): after a proximal step, before
+    the truncation.
     """
     n = data.X.shape[0] if spread is None else spread.rows
     one = _one_column(theta, static)
@@ -100,6 +106,12 @@ def _epochs(
     # with a rule, the step's gradient leaves the l1 term out; it is applied after the step
     grad_hyper = model_hyper if rule is None else model_hyper.at[2].set(0.0)
 
+    def _l1_after(rule, params, s1, u, step):
+        lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
+        q, s1_b = s1
+        W, q, u = _l1_step(rule, params[0], q, u, model_hyper[2], lr)
+        return (W, params[1]), (q, s1_b), u
+
     def train_on(carry, batch, rows):
         params, step, slots, (total, u) = carry
         batch = _spread_rows(batch, spread)
@@ -107,12 +119,15 @@ def _epochs(
         if rule is not None:
             W = params[0]
             report = report + model_hyper[2] * jnp.sum(jnp.abs(W).astype(jnp.float64))
-        params, step, slots = _update_step(params, grad, step, slots, opt_hyper, opt)
-        if rule is not None:
-            lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
-            (s0, (q, s1_b)) = slots
-            W, q, u = _l1_step(rule, params[0], q, u, model_hyper[2], lr)
-            params, slots = (W, params[1]), (s0, (q, s1_b))
+        params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
+        avg = slots[2]
+        if rule == "proximal":
+            params, s1, u = _l1_after(rule, params, s1, u, step)
+        if opt.average:
+            avg = _average_step(avg, params, step, opt.average)
+        if rule == "truncated":
+            params, s1, u = _l1_after(rule, params, s1, u, step)
+        slots = (s0, s1, avg)
         params, slots = _replicate((params, slots), spread)
         return (params, step, slots, (total + report * rows, u)), report
 
@@ -144,11 +159,26 @@ def _epochs(
     s1_w, s1_b = _split(slots[1], one)
     # the l1 truncation's u (float64 within the call) lives in the intercepts' second slot
     u = jnp.ravel(s1_b)[0].astype(jnp.float64)
-    carry = (_split(theta, one), step, (_split(slots[0], one), (s1_w, s1_b)), u, losses)
-    params, step, (s0, s1), u, losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    moments = (_split(slots[0], one), (s1_w, s1_b), _split(slots[2], one))
+    carry = (_split(theta, one), step, moments, u, losses)
+    params, step, (s0, s1, avg), u, losses = lax.fori_loop(0, n_epochs, epoch, carry)
     if rule == "truncated":
         s1 = (s1[0], jnp.full_like(s1[1], u))
-    return _replicate((_join(params), step, jnp.stack([_join(s0), _join(s1)]), losses), spread)
+    new_slots = jnp.stack([_join(s0), _join(s1), _join(avg)])
+    return _replicate((_join(params), step, new_slots, losses), spread)
+
+
+def _average_step(avg, params, step, average: int):
+    """The running average ``avg += (params − avg) / (t − average + 1)`` after update
+    ``t = step`` >= ``average`` (float64 arithmetic, stored in avg's dtype), else ``avg``."""
+    started = step >= average
+    k = jnp.maximum(step - average + 1, 1).astype(jnp.float64)
+
+    def mean(a, p):
+        a64 = a.astype(jnp.float64)
+        return jnp.where(started, a64 + (p.astype(jnp.float64) - a64) / k, a64).astype(a.dtype)
+
+    return tuple(mean(a, p) for a, p in zip(avg, params, strict=True))
 
 
 _epochs_call = jax.jit(_epochs, static_argnames=_EPOCHS_STATIC)

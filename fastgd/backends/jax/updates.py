@@ -39,11 +39,13 @@ class _OptStatic(NamedTuple):
     #: SGD with a non-zero momentum; without it the trace is the gradient itself and
     #: the program skips the momentum arithmetic (measurably faster per sample).
     momentum: bool
+    #: scikit-learn's ``average``: the update the running average starts from, 0 for none.
+    average: int = 0
 
 
 def _opt_static(opt: LoweredOptimizer) -> _OptStatic:
     momentum = opt.code == OPT_SGD and opt.params[0] != 0.0
-    return _OptStatic(int(opt.code), int(opt.schedule_code), momentum)
+    return _OptStatic(int(opt.code), int(opt.schedule_code), momentum, int(opt.average))
 
 
 def _opt_hyper(opt: LoweredOptimizer) -> np.ndarray:

@@ -246,10 +246,10 @@ def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
 
     Returns
     -------
-    state : tuple (int, ndarray of shape (2, d + 1, K))
+    state : tuple (int, ndarray of shape (3, d + 1, K))
         ``(0, slots)``, the slots C-contiguous.
     """
-    slots = np.zeros((2, *theta.shape), dtype=theta.dtype)
+    slots = np.zeros((3, *theta.shape), dtype=theta.dtype)
     if opt.code == OPT_ADAGRAD:
         slots[0] = opt.params[0]
     return 0, slots
@@ -266,7 +266,7 @@ def update(
         Parameters (weights then intercepts), C-contiguous; modified in place.
     grad : ndarray, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int, ndarray of shape (2, d + 1, K))
+    state : tuple (int, ndarray of shape (3, d + 1, K))
         From :func:`init_state` or the previous :func:`update`; its slots are modified.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.
@@ -281,7 +281,7 @@ def update(
     grad = np.ascontiguousarray(grad, dtype=theta.dtype)
     n_decay = theta.size - theta.shape[1]
     _update_kernel(
-        _flat(theta), _flat(grad), np.reshape(slots, (2, -1), copy=False), t, n_decay,
+        _flat(theta), _flat(grad), np.reshape(slots, (3, -1), copy=False), t, n_decay,
         *_opt_args(opt),
     )
     return theta, (t, slots)
@@ -337,11 +337,11 @@ def run_epochs(
     rest = (
         int(step), _kernel_orders(orders, batch_size >= n and not per_sample),
         int(batch_size), *model_numbers, *_opt_args(opt), epoch_losses, _parallel_min_work(),
-        _sgd_groups(X, theta),
+        _sgd_groups(X, theta), int(opt.average),
     )
     if _is_vector(loss_code, theta):
         step = _RUN_EPOCHS[False, per_sample][loss_code](
-            X, _flat(Y), weight, _flat(theta), np.reshape(slots, (2, -1), copy=False), *rest
+            X, _flat(Y), weight, _flat(theta), np.reshape(slots, (3, -1), copy=False), *rest
         )
     else:
         step = _RUN_EPOCHS[True, per_sample][loss_code](X, Y, weight, theta, slots, *rest)

@@ -17,7 +17,7 @@ from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, OPT_SGD, LoweredModel
 from .batches import _batch_loss_grad, _batch_loss_grad_matrix, _new_scratch, _new_scratch_matrix
 from .jit import _JIT
 from .rows import _is_identity
-from .sgd import _output_groups, _sgd_epochs, _sgd_epochs_grouped, _sgd_epochs_matrix
+from .sgd import _average_into, _output_groups, _sgd_epochs, _sgd_epochs_grouped, _sgd_epochs_matrix
 from .updates import _l1_norm, _learning_rate, _prox_l1, _update_kernel
 
 #: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
@@ -116,8 +116,11 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     The kernel runs every batch of ``epoch_losses.shape[0]`` epochs and returns the final
     step count. Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's
     rows directly); scratch is allocated once per call. Vector calls get ``Y`` (n,),
-    ``theta`` (d + 1,) and ``slots`` (2, d + 1); matrix calls (n, T), (d + 1, K) and
-    (2, d + 1, K).
+    ``theta`` (d + 1,) and ``slots`` (3, d + 1); matrix calls (n, T), (d + 1, K) and
+    (3, d + 1, K).
+
+    ``average`` > 0 keeps the running average of the parameters in ``slots[2]`` after
+    each update t >= ``average`` (:func:`_average_into`; per sample, in ``sgd``'s loops).
 
     The l1 term with the SGD optimizer: per sample, scikit-learn's truncation after each
     step (``sgd``); in batches, the gradient without it and a proximal step after the
@@ -129,12 +132,12 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     def run_epochs_kernel(
         X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
         fit_intercept, max_dloss, code, params, schedule_code, schedule_params, epoch_losses,
-        parallel_min_work, sgd_groups,
+        parallel_min_work, sgd_groups, average,
     ):
         n, d = X.shape
         if per_sample:
             if matrix:
-                scaled = params[0] == 0.0 and l1 == 0.0
+                scaled = params[0] == 0.0 and l1 == 0.0 and average == 0
                 if sgd_groups > 1 and scaled and loss_code != LOSS_MULTINOMIAL:
                     bounds = _output_groups(theta.shape[1], sgd_groups)
                     if bounds.shape[0] > 2:
@@ -146,16 +149,18 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
                 return _sgd_epochs_matrix(
                     X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
                     l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                    average,
                 )
             return _sgd_epochs(
                 X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
                 l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                average,
             )
         grad = np.empty_like(theta)
         size = theta.size
         flat_theta = theta.reshape(size)
         flat_grad = grad.reshape(size)
-        flat_slots = slots.reshape((2, size))
+        flat_slots = slots.reshape((3, size))
         if matrix:
             n_decay = size - theta.shape[1]
             theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
@@ -197,6 +202,8 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
                 if prox:
                     lr = _learning_rate(schedule_code, schedule_params, step)
                     _prox_l1(flat_theta, n_decay, lr * l1)
+                if 0 < average <= step:
+                    _average_into(flat_slots[2], flat_theta, step - average + 1)
                 total += loss * (stop - start)
             epoch_losses[e] = total / n if batch_size < n else loss
         return step

@@ -58,13 +58,23 @@ def _truncate_l1(w, q, d: int, u: float) -> None:
         q[j] += np.float64(w[j]) - z
 
 
+@njit(inline="always", **_JIT)
+def _average_into(avg, theta, k) -> None:
+    """The running average of the iterates, in place: ``avg += (theta − avg) / k`` for
+    the k-th iterate averaged (k = t − average + 1 after update t; k = 1 copies theta),
+    elementwise over the flat ``avg`` and ``theta`` (the arithmetic in float64)."""
+    for j in range(avg.shape[0]):
+        a = np.float64(avg[j])
+        avg[j] = a + (np.float64(theta[j]) - a) / k
+
+
 # ---------------------------------------------------- per-sample SGD, K = 1 (vector)
 
 
 @njit(**_JIT)
 def _sgd_epochs(
     X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
-    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses, average,
 ):
     """Per-sample SGD (with optional momentum), one output: one fused pass per sample.
 
@@ -83,21 +93,26 @@ def _sgd_epochs(
     scikit-learn's cumulative truncation (:func:`_truncate_l1`) applies it, with ``u``
     (float64 within the call) and ``q`` kept in ``slots[1]`` (``q`` at the weights, ``u``
     at the intercept's place), which the SGD optimizer does not use otherwise.
+
+    ``average`` > 0: after each step t >= ``average`` (before the l1 truncation, as
+    scikit-learn), the running average of the parameters in ``slots[2]``
+    (:func:`_average_into`); the steps are then the dense ones of this loop.
     """
     n, d = X.shape
     weighted = weight.shape[0] > 0
     momentum = params[0]
     nesterov = params[1] != 0.0
-    if momentum == 0.0 and l1 == 0.0 and l2 != 0.0:  # scikit-learn's default path
+    if momentum == 0.0 and l1 == 0.0 and l2 != 0.0 and average == 0:  # the default path
         return _sgd_epochs_l2(
             X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
             fit_intercept, schedule_code, schedule_params, epoch_losses, _SGD_PREFETCH_ROWS,
         )
     penalized = l2 != 0.0 or l1 != 0.0
-    plain = momentum == 0.0 and not penalized
+    plain = momentum == 0.0 and not penalized and average == 0
     ahead = _prefetch_distance(X)
     trace = slots[0]
     q = slots[1]  # the l1 truncation's q (weights) and u (at d); see _truncate_l1
+    avg = slots[2]
     u = np.float64(q[d])
     last_i = -1
     last_dl = 0.0
@@ -157,6 +172,8 @@ def _sgd_epochs(
                     theta[j] -= lr * (g + momentum * trace[j] if nesterov else trace[j])
             trace[d] = g_b + momentum * trace[d]
             theta[d] -= lr * (g_b + momentum * trace[d] if nesterov else trace[d])
+            if 0 < average <= step:
+                _average_into(avg, theta, step - average + 1)
             if l1 != 0.0:
                 u += l1 * lr
                 _truncate_l1(theta, q, d, u)
@@ -536,7 +553,7 @@ def _flush_group_steps(weight, order, l2, scales, losses, steps, slopes, done, a
 @njit(**_JIT)
 def _sgd_epochs_matrix(
     X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2, l1,
-    fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+    fit_intercept, params, schedule_code, schedule_params, epoch_losses, average,
 ):
     """Per-sample SGD for K outputs; returns the step count after the last update.
 
@@ -550,12 +567,16 @@ def _sgd_epochs_matrix(
     weights are kept scaled (:func:`_scaled_sgd_step`): their squared norm is recomputed
     exactly at each epoch's start, and the last step of the call is taken dense on the
     unscaled weights, so that the trace (the last gradient) is exact.
+
+    ``average`` > 0: every step is dense, and after each step t >= ``average`` (before
+    the l1 truncation) the running average of the parameters is updated, kept as a
+    float64 (K, d + 1) transpose within the call and in ``slots[2]`` between calls.
     """
     n, d = X.shape
     K = theta.shape[1]
     momentum = params[0]
     nesterov = params[1] != 0.0
-    scaled = momentum == 0.0 and l1 == 0.0
+    scaled = momentum == 0.0 and l1 == 0.0 and average == 0
     ahead = _prefetch_distance(X)
     v = np.empty((K, _padded(d + 1)))  # rows on cache-line boundaries: faster dot products
     trace = np.empty((K, d + 1))
@@ -564,6 +585,8 @@ def _sgd_epochs_matrix(
     q = np.empty((K, d + 1))  # the l1 truncation's q per output and u (at d)
     _transpose_into(slots[1], q)
     u = q[0, d]
+    avg = np.empty((K, d + 1))
+    _transpose_into(slots[2], avg)
     dots = np.empty(K)
     p = np.empty(K)
     scale = 1.0
@@ -592,6 +615,9 @@ def _sgd_epochs_matrix(
                 X, Y, weight, i, v, trace, p, lr, l2, l1, momentum, nesterov,
                 fit_intercept, loss_code, loss_param, max_dloss,
             )
+            if 0 < average <= step:
+                for c in range(K):
+                    _average_into(avg[c], v[c, : d + 1], step - average + 1)
             if l1 != 0.0:
                 u += l1 * lr
                 for c in range(K):
@@ -601,6 +627,10 @@ def _sgd_epochs_matrix(
         for k in range(K):
             theta[j, k] = v[k, j]
             slots[0, j, k] = trace[k, j]
+    if average > 0:
+        for j in range(d + 1):
+            for k in range(K):
+                slots[2, j, k] = avg[k, j]
     if l1 != 0.0:
         for k in range(K):
             q[k, d] = u

@@ -58,7 +58,7 @@ def _learning_rate(schedule_code, schedule_params, t):
 def _update_kernel(theta, grad, slots, t, n_decay, code, params, schedule_code, schedule_params):
     """Update ``t`` (from 1) of the optimizer ``code``, in place on theta and slots.
 
-    Elementwise on flat views: ``theta`` and ``grad`` (p,) and ``slots`` (2, p), p =
+    Elementwise on flat views: ``theta`` and ``grad`` (p,) and ``slots`` (>= 2, p), p =
     (d + 1)·K in theta's row-major order, so AdamW's weight decay applies to the first
     ``n_decay`` = d·K entries (the weights, not the intercepts). The expressions follow
     ``fastgd.backends.numpy.update`` term for term (optax's formulas).

@@ -13,10 +13,13 @@ names, with the same signatures in ``fastgd.backends.numba`` and ``fastgd.backen
 Parameters travel as one matrix ``theta`` of shape (d + 1, K): ``theta[:d]`` are the
 weights ``W`` (one column per output) and ``theta[d]`` the K intercepts ``b``; a single
 output is K = 1. Penalties and AdamW's weight decay touch ``W`` only. The optimizer
-state is ``(step, slots)``: the number of updates done so far and a (2, d + 1, K) array
-of per-parameter moments (SGD: trace, and with an l1 term per sample the truncation's
-record: ``q`` at the weights and ``u`` at the intercepts of ``slots[1]``, see ``epochs``;
-AdaGrad: sum of squares; RMSProp: mean square; Adam/AdamW: first and second moments).
+state is ``(step, slots)``: the number of updates done so far and a (3, d + 1, K) array:
+slots 0 and 1 the per-parameter moments (SGD: trace, and with an l1 term per sample the
+truncation's record: ``q`` at the weights and ``u`` at the intercepts of ``slots[1]``, see
+``epochs``; AdaGrad: sum of squares; RMSProp: mean square; Adam/AdamW: first and second
+moments), slot 2 the running average of the parameters when ``opt.average`` > 0 (kept by
+:func:`run_epochs` after each update t >= ``opt.average``: ``avg += (theta − avg) / (t −
+average + 1)``; :func:`update` leaves it alone).
 :func:`update` applies the gradient it is given; :func:`run_epochs` applies an l1 term
 with the SGD optimizer after each step (truncated per sample, proximal in batches).
 
@@ -159,7 +162,7 @@ def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
 
     Returns
     -------
-    state : tuple (int, ndarray of shape (2, d + 1, K))
+    state : tuple (int, ndarray of shape (3, d + 1, K))
         ``(0, slots)``.
     """
     return _initial_state(theta, opt)
@@ -176,7 +179,7 @@ def update(
         Parameters (weights then intercepts); modified in place.
     grad : ndarray, shape (d + 1, K)
         Gradient at ``theta``.
-    state : tuple (int, ndarray of shape (2, d + 1, K))
+    state : tuple (int, ndarray of shape (3, d + 1, K))
         From :func:`init_state` or the previous :func:`update`; its slots are modified.
     opt : LoweredOptimizer
         Optimizer code and hyper-parameters, schedule code and parameters.

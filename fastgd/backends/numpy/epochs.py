@@ -10,6 +10,10 @@ column per output) and ``slots[1][d]`` the total it could have received (its ``u
 same in every column), so a fit resumed from its state (chunks of epochs, ``partial_fit``)
 continues where it stopped. ``u`` is summed in float64 within a call and stored in the
 slots' dtype at its end.
+
+With ``opt.average`` = a > 0, the third slot keeps the running average of the parameters
+after each update t >= a, ``avg += (theta − avg) / (t − a + 1)`` (:func:`_average_into`):
+after the proximal l1 step, but before the truncation per sample (scikit-learn's order).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ if TYPE_CHECKING:
     from . import Data
 
 
+def _average_into(avg: np.ndarray, theta: np.ndarray, k: int) -> None:
+    """``avg += (theta − avg) / k`` in place, in float64 (k = 1 copies theta)."""
+    a = avg.astype(np.float64)
+    avg[...] = a + (theta.astype(np.float64) - a) / k
+
+
 def _train_epochs(
     data: Data, theta: np.ndarray, state: State, orders: np.ndarray, batch_size: int,
     model: LoweredModel, opt: LoweredOptimizer,
@@ -55,13 +65,13 @@ def _train_epochs(
         if rule != L1_SUBGRADIENT:
             loss += l1 * float(np.abs(theta[:-1]).sum())
         theta, state = _step(theta, grad, state, opt)
-        if rule != L1_SUBGRADIENT:
-            lr = learning_rate(opt.schedule_code, opt.schedule_params, state[0])
-            if rule == L1_PROXIMAL:
-                _prox_l1(theta, lr * l1)
-            else:
-                u += l1 * lr
-                _truncate_l1(theta, state[1][1, :-1], u)
+        if rule == L1_PROXIMAL:
+            _prox_l1(theta, learning_rate(opt.schedule_code, opt.schedule_params, state[0]) * l1)
+        if 0 < opt.average <= state[0]:
+            _average_into(state[1][2], theta, state[0] - opt.average + 1)
+        if rule == L1_TRUNCATED:
+            u += l1 * learning_rate(opt.schedule_code, opt.schedule_params, state[0])
+            _truncate_l1(theta, state[1][1, :-1], u)
         return loss
 
     for e in range(n_epochs):

@@ -16,14 +16,15 @@ from ...specs import (
     learning_rate,
 )
 
-#: The optimizer state: the number of updates done so far and the (2, d + 1, K) moments.
+#: The optimizer state: the number of updates done so far and the (3, d + 1, K) slots
+#: (two of moments, one of the parameters' running average).
 State = tuple[int, np.ndarray]
 
 
 def _initial_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
     """``(0, slots)``: zero moments of ``theta``'s shape and dtype, AdaGrad's sum of squares
     at ``initial_accumulator_value``; see :func:`fastgd.backends.numpy.init_state`."""
-    slots = np.zeros((2, *theta.shape), dtype=theta.dtype)
+    slots = np.zeros((3, *theta.shape), dtype=theta.dtype)
     if opt.code == OPT_ADAGRAD:
         slots[0] = opt.params[0]
     return 0, slots
