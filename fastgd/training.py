@@ -62,7 +62,7 @@ class Trained(NamedTuple):
     ----------
     theta : array, shape (d + 1, K)
         The backend's parameters after the last update.
-    state : tuple (int, array of shape (2, d + 1, K))
+    state : tuple (int, array of shape (3, d + 1, K))
         The backend's optimizer state after the last update.
     history : ndarray of float64, shape (epochs run,)
         Each epoch's loss (see :attr:`fastgd.FitResult.loss_history`).
