@@ -25,7 +25,7 @@ class Placed(NamedTuple):
         The rows as chunks (each placed when its turn comes), or None.
     theta : array, shape (d + 1, K)
         The starting parameters, the backend's own (on its device).
-    state : tuple (int, array of shape (2, d + 1, K))
+    state : tuple (int, array of shape (3, d + 1, K))
         The starting optimizer state: the plan's, or the backend's ``init_state``.
     n : int
         Rows an epoch walks (those of every process, on a mesh).

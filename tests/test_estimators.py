@@ -218,7 +218,7 @@ def test_pipeline_in_grid_search(backend):
 @pytest.mark.parametrize(
     ("params", "error", "fragment"),
     [
-        (dict(average=True), NotImplementedError, "average"),
+        (dict(average=0), ValueError, "average"),
         (dict(loss="ridge"), ValueError, "ridge"),
         (dict(learning_rate="pa1"), ValueError, "learning_rate"),
         (dict(penalty="l3"), ValueError, "penalty"),
