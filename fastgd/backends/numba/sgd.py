@@ -84,10 +84,8 @@ def _sgd_epochs(
     followed by :func:`_update_kernel` with m = 1. Returns the step count after the last
     update.
 
-    Without momentum and penalty the step is ``θ −= (lr·dloss)·x`` (scikit-learn's
-    rounding), fused with the next sample's dot product in one loop over the weights,
-    and the trace, which then only holds the last gradient, is written once at the end.
-    With l2 and neither momentum nor l1, :func:`_sgd_epochs_l2` runs instead.
+    Without momentum, penalty and averaging :func:`_sgd_epochs_plain` runs instead; with
+    l2 and neither momentum nor l1 nor averaging, :func:`_sgd_epochs_l2`.
 
     An l1 term is not in the step's gradient: after each step (momentum's included)
     scikit-learn's cumulative truncation (:func:`_truncate_l1`) applies it, with ``u``
@@ -107,19 +105,20 @@ def _sgd_epochs(
             X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
             fit_intercept, schedule_code, schedule_params, epoch_losses, _SGD_PREFETCH_ROWS,
         )
+    if momentum == 0.0 and l1 == 0.0 and l2 == 0.0 and average == 0:  # plain SGD
+        return _sgd_epochs_plain(
+            X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+            fit_intercept, schedule_code, schedule_params, epoch_losses,
+        )
     penalized = l2 != 0.0 or l1 != 0.0
-    plain = momentum == 0.0 and not penalized and average == 0
     ahead = _prefetch_distance(X)
     trace = slots[0]
     q = slots[1]  # the l1 truncation's q (weights) and u (at d); see _truncate_l1
     avg = slots[2]
     u = np.float64(q[d])
-    last_i = -1
-    last_dl = 0.0
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
         total = 0.0
-        p_next = np.nan  # x_next · w, when the previous step already computed it
         for k in range(n):
             i = order[k]
             if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
@@ -127,31 +126,15 @@ def _sgd_epochs(
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
-            if plain and k > 0:
-                p = p_next
-            else:
-                p = 0.0
-                for j in range(d):
-                    p += np.float64(x[j]) * theta[j]
+            p = 0.0
+            for j in range(d):
+                p += np.float64(x[j]) * theta[j]
             loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
             dl = _clip_dloss(dl, max_dloss)
             s = np.float64(weight[i]) if weighted else 1.0
             loss *= s
             dl *= s
             g_b = dl if fit_intercept else 0.0
-            if plain:
-                # the step, fused with the next sample's dot product (one pass over w)
-                c = lr * dl
-                x_next = X[order[min(k + 1, n - 1)]]
-                p_next = 0.0
-                for j in range(d):
-                    theta[j] -= c * x[j]
-                    p_next += np.float64(x_next[j]) * theta[j]
-                theta[d] -= lr * g_b
-                last_i = i
-                last_dl = dl
-                total += loss
-                continue
             if penalized:
                 ww = 0.0
                 aw = 0.0
@@ -181,6 +164,60 @@ def _sgd_epochs(
         epoch_losses[e] = total / n
     if l1 != 0.0:
         q[d] = u
+    return step
+
+
+@njit(**_JIT)
+def _sgd_epochs_plain(
+    X, y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
+    fit_intercept, schedule_code, schedule_params, epoch_losses,
+):
+    """Plain per-sample SGD (no momentum, penalty or averaging), one output: the step
+    ``θ −= (lr·dloss)·x`` (scikit-learn's rounding), fused with the next sample's dot
+    product in one loop over the weights. The trace, which then only holds the last
+    gradient, is written once at the end. A loop of its own, so that the compiled hot
+    loop carries none of the other paths' code (measured 5% faster than as a branch)."""
+    n, d = X.shape
+    weighted = weight.shape[0] > 0
+    ahead = _prefetch_distance(X)
+    trace = slots[0]
+    last_i = -1
+    last_dl = 0.0
+    for e in range(epoch_losses.shape[0]):
+        order = orders[e % orders.shape[0]]
+        total = 0.0
+        p_next = np.nan  # x_next · w, computed by the previous step
+        for k in range(n):
+            i = order[k]
+            if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
+                _prefetch_row(X, order[k + ahead])
+            x = X[i]
+            step += 1
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if k > 0:
+                p = p_next
+            else:
+                p = 0.0
+                for j in range(d):
+                    p += np.float64(x[j]) * theta[j]
+            loss, dl = _loss_and_dloss(p + theta[d], np.float64(y[i]), loss_code, loss_param)
+            dl = _clip_dloss(dl, max_dloss)
+            s = np.float64(weight[i]) if weighted else 1.0
+            loss *= s
+            dl *= s
+            g_b = dl if fit_intercept else 0.0
+            # the step, fused with the next sample's dot product (one pass over w)
+            c = lr * dl
+            x_next = X[order[min(k + 1, n - 1)]]
+            p_next = 0.0
+            for j in range(d):
+                theta[j] -= c * x[j]
+                p_next += np.float64(x_next[j]) * theta[j]
+            theta[d] -= lr * g_b
+            last_i = i
+            last_dl = dl
+            total += loss
+        epoch_losses[e] = total / n
     if last_i >= 0:
         for j in range(d):
             trace[j] = last_dl * X[last_i, j]
