@@ -256,6 +256,8 @@ def _after_epoch(
     if bar is not None:
         bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
         bar.update(1)
+    if plan.callback is None and plan.monitor is None:  # no host copy of the parameters
+        return rule.stop_after(loss)
     params = public_params(theta, plan.X.dtype, plan.single_output)
     if plan.callback is not None and plan.callback(epoch, loss, *params):
         return True
