@@ -615,6 +615,10 @@ class LoweredModel(NamedTuple):
         the gradient; the loss itself is not clipped. ``inf`` (the default, fastgd's)
         clips nothing; the scikit-learn estimators pass 1e12, scikit-learn SGD's
         ``MAX_DLOSS``.
+    intercept_decay : float
+        The intercept's gradient is multiplied by this factor (scikit-learn SGD damps the
+        intercept's updates by 0.01 on sparse X, its ``SPARSE_INTERCEPT_DECAY``); 1.0 (the
+        default) leaves it as it is.
     """
 
     loss_code: int
@@ -623,6 +627,7 @@ class LoweredModel(NamedTuple):
     l1: float
     fit_intercept: bool
     max_dloss: float = math.inf
+    intercept_decay: float = 1.0
 
 
 class LoweredOptimizer(NamedTuple):
