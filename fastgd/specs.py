@@ -27,6 +27,7 @@ __all__ = [
     "EpsilonInsensitive",
     "SquaredEpsilonInsensitive",
     "Multinomial",
+    "OneClassHinge",
     "Loss",
     "SGD",
     "AdaGrad",
@@ -38,6 +39,7 @@ __all__ = [
     "InvScaling",
     "Exponential",
     "Cosine",
+    "PassiveAggressive",
     "Schedule",
     "invscaling",
     "exponential",
@@ -72,6 +74,11 @@ __all__ = [
     "SCHED_EXPONENTIAL",
     "SCHED_COSINE",
     "SCHED_OPTIMAL",
+    "SCHED_PA1",
+    "SCHED_PA2",
+    "PA_SCHEDULES",
+    "PA_LOSSES",
+    "check_passive_aggressive",
     "Optimal",
     "optimal",
     "Adaptive",
@@ -88,6 +95,10 @@ LOSS_CODES = tuple(range(10))
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3, 4
 SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE = 0, 1, 2, 3
 SCHED_OPTIMAL = 4
+SCHED_PA1, SCHED_PA2 = 5, 6
+#: The passive-aggressive schedules: a step size per sample from its loss (see
+#: :class:`PassiveAggressive`), only in per-sample SGD.
+PA_SCHEDULES = frozenset({SCHED_PA1, SCHED_PA2})
 
 
 def _check_number(name: str, value: object) -> float:
@@ -244,9 +255,37 @@ class Multinomial(_WithoutParameter):
     kind = "multinomial"
 
 
+@dataclass(frozen=True)
+class OneClassHinge:
+    """The linear one-class SVM's objective (scikit-learn's ``SGDOneClassSVM``): the hinge
+    ``max(0, 1 − p)`` of every sample (its labels are all +1: pass ``y = 1``), plus
+    ``nu·b`` on the intercept ``b``.
+
+    With the l2 penalty ``alpha = nu`` the objective is
+    ``nu/2·‖w‖² + mean max(0, ρ − w·x) − nu·ρ + nu`` in the offset ``ρ = 1 − b``: the
+    one-class SVM's primal (Schölkopf et al. 2001) times ``nu``. The term ``nu·b`` is not
+    weighted by the samples' weights (it is part of the regularisation); its gradient is
+    the constant ``nu`` on the intercept (0 when the intercept is not fitted), and the
+    lowered model carries it as ``intercept_slope``.
+    """
+
+    nu: float = 0.5
+    code = LOSS_HINGE
+    kind = "binary"
+
+    def __post_init__(self) -> None:
+        nu = _check_number("nu", self.nu)
+        if not 0.0 < nu <= 1.0:
+            raise ValueError(f"nu must be in (0, 1], got {self.nu!r}")
+        object.__setattr__(self, "nu", nu)
+
+    def param(self) -> float:
+        return 0.0
+
+
 Loss = (
     Squared | Huber | EpsilonInsensitive | SquaredEpsilonInsensitive | Logistic | Hinge
-    | Perceptron | SquaredHinge | ModifiedHuber | Multinomial
+    | Perceptron | SquaredHinge | ModifiedHuber | Multinomial | OneClassHinge
 )
 _LOSS_NAMES = {
     "squared": Squared,
@@ -412,7 +451,67 @@ def adaptive(lr0: float) -> Adaptive:
     return Adaptive(lr0)
 
 
-Schedule = Constant | InvScaling | Exponential | Cosine | Optimal | Adaptive
+@dataclass(frozen=True)
+class PassiveAggressive:
+    """scikit-learn's ``learning_rate="pa1"``/``"pa2"`` (Crammer et al. 2006), with
+    aggressiveness ``C`` (scikit-learn's ``eta0``): per-sample SGD only, the loss
+    ``hinge`` or ``epsilon_insensitive``, the SGD optimizer without momentum.
+
+    Each sample's step moves the parameters by ``tau·s`` along ``−sign(dloss)·(x, 1)``
+    (``s`` its weight, ``loss`` its unweighted loss, ``‖x‖²`` without the intercept):
+    ``tau = min(C, loss / ‖x‖²)`` for ``kind="pa1"`` (0 for a row of zeros) and
+    ``tau = loss / (‖x‖² + 1/(2C))`` for ``"pa2"``. A penalty (and the one-class SVM's
+    ``nu·b``) steps at the learning rate ``C``: the weights shrink by ``1 − C·l2``. The
+    objective reported per epoch (what ``tol`` watches) is the mean weighted loss alone,
+    without the penalty, as scikit-learn's.
+    """
+
+    C: float
+    kind: str = "pa1"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "C", _check_positive("C", self.C))
+        if self.kind not in ("pa1", "pa2"):
+            raise ValueError(f"kind must be 'pa1' or 'pa2', got {self.kind!r}")
+
+    @property
+    def code(self) -> int:
+        return SCHED_PA1 if self.kind == "pa1" else SCHED_PA2
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.C, 0.0, 0.0)
+
+
+Schedule = Constant | InvScaling | Exponential | Cosine | Optimal | Adaptive | PassiveAggressive
+
+#: The losses a passive-aggressive schedule takes: their derivative is 0 or ±1, so the
+#: step's direction is the sign of the derivative (scikit-learn's two).
+PA_LOSSES = frozenset({LOSS_HINGE, LOSS_EPSILON_INSENSITIVE})
+
+
+def check_passive_aggressive(optimizer: object, loss: Loss, batch_size: int | None) -> None:
+    """A ``ValueError`` naming the argument when ``optimizer``'s schedule is a
+    :class:`PassiveAggressive` one and the rest does not fit it: the SGD optimizer
+    without momentum, ``batch_size=1`` (per-sample steps), the loss ``hinge`` or
+    ``epsilon_insensitive`` (or the one-class hinge)."""
+    schedule = getattr(optimizer, "lr", None)
+    if not isinstance(schedule, PassiveAggressive):
+        return
+    if not isinstance(optimizer, SGD) or optimizer.momentum != 0.0:
+        raise ValueError(
+            f"a PassiveAggressive learning rate needs the SGD optimizer without momentum, "
+            f"got optimizer={optimizer!r}"
+        )
+    if batch_size != 1:
+        raise ValueError(
+            f"a PassiveAggressive learning rate is a per-sample step size: it needs "
+            f"batch_size=1, got batch_size={batch_size!r}"
+        )
+    if loss.code not in PA_LOSSES:
+        raise ValueError(
+            f"a PassiveAggressive learning rate needs the loss 'hinge' or "
+            f"'epsilon_insensitive', got loss={type(loss).__name__}"
+        )
 
 
 def invscaling(lr0: float, power_t: float = 0.25) -> InvScaling:
@@ -619,6 +718,11 @@ class LoweredModel(NamedTuple):
         The intercept's gradient is multiplied by this factor (scikit-learn SGD damps the
         intercept's updates by 0.01 on sparse X, its ``SPARSE_INTERCEPT_DECAY``); 1.0 (the
         default) leaves it as it is.
+    intercept_slope : float
+        The objective adds ``intercept_slope·b`` for each intercept ``b`` (unweighted, like
+        the penalty): the one-class SVM's ``nu·b`` (:class:`OneClassHinge`); its gradient is
+        that constant on the intercepts when they are fitted. 0 (the default) for the other
+        losses.
     """
 
     loss_code: int
@@ -628,6 +732,7 @@ class LoweredModel(NamedTuple):
     fit_intercept: bool
     max_dloss: float = math.inf
     intercept_decay: float = 1.0
+    intercept_slope: float = 0.0
 
 
 class LoweredOptimizer(NamedTuple):
@@ -642,11 +747,12 @@ class LoweredOptimizer(NamedTuple):
         RMSProp: (decay, eps, 0, 0); Adam: (b1, b2, eps, 0); AdamW: (b1, b2, eps, weight_decay).
     schedule_code : int
         ``SCHED_CONSTANT``, ``SCHED_INVSCALING``, ``SCHED_EXPONENTIAL``, ``SCHED_COSINE`` or
-        ``SCHED_OPTIMAL``.
+        ``SCHED_OPTIMAL``, ``SCHED_PA1`` or ``SCHED_PA2``.
     schedule_params : tuple of 3 floats
         constant: (lr, 0, 0); invscaling: (lr0, power_t, 0);
         exponential: (lr0, decay_rate, decay_steps); cosine: (lr0, decay_steps, final_fraction);
-        optimal: (alpha, t0, 0).
+        optimal: (alpha, t0, 0); pa1, pa2: (C, 0, 0), C also the learning rate of the
+        penalty.
     average : int
         Averaging of the iterates (scikit-learn's ``average``): 0 for none, else the update
         ``a`` from which the running mean of the parameters after each update is kept,
@@ -677,9 +783,10 @@ def lower_model(
 
     ``max_dloss`` is checked (see :func:`check_max_dloss`): a ``ValueError`` names it.
     """
+    slope = loss.nu if isinstance(loss, OneClassHinge) else 0.0
     return LoweredModel(
         int(loss.code), float(loss.param()), float(l2), float(l1), fit_intercept,
-        check_max_dloss(max_dloss),
+        check_max_dloss(max_dloss), intercept_slope=float(slope),
     )
 
 
@@ -720,4 +827,6 @@ def learning_rate(schedule_code: int, schedule_params: tuple[float, float, float
         return lr0 * ((1.0 - p2) * 0.5 * (1.0 + math.cos(math.pi * k / p1)) + p2)
     if schedule_code == SCHED_OPTIMAL:  # lr0 is alpha, p1 is t0
         return 1.0 / (lr0 * (p1 + t - 1))
+    if schedule_code in PA_SCHEDULES:  # the penalty's rate; the loss's step is per sample
+        return lr0
     raise ValueError(f"unknown schedule code {schedule_code!r}")
