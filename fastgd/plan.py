@@ -28,6 +28,7 @@ from .specs import (
     Optimizer,
     Schedule,
     check_average,
+    check_passive_aggressive,
     lower_model,
     lower_optimizer,
     resolve_loss,
@@ -211,6 +212,7 @@ def make_plan(
     weight = _checked_weight(sample_weight, X, processes, relative_weights)
     if batch_size is not None:  # several processes: checked against all their rows later
         batch_size = check_int("batch_size", batch_size, 1, X.shape[0] if processes == 1 else None)
+    check_passive_aggressive(optimizer, loss, batch_size)
     theta = initial_theta(
         coef_init, intercept_init, X.shape[1], n_outputs, single_output, X.dtype,
         bool(fit_intercept),
