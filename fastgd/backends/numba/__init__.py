@@ -95,7 +95,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...specs import OPT_ADAGRAD, OPT_SGD, LoweredModel, LoweredOptimizer
+from ...specs import OPT_ADAGRAD, OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer
 from .batches import _parallel_min_work
 from .epochs import (
     _LOSS_GRAD,
@@ -333,7 +333,10 @@ def run_epochs(
     loss_code, *model_numbers = _model_args(model)
     weight = _weight_arg(weight, X.dtype)
     # n = 1 is a full batch, but not with an l1 term: batches of one sample truncate it
-    per_sample = batch_size == 1 and opt.code == OPT_SGD and (n > 1 or model.l1 != 0.0)
+    # (and not with a passive-aggressive schedule: its steps are per sample)
+    per_sample = batch_size == 1 and opt.code == OPT_SGD and (
+        n > 1 or model.l1 != 0.0 or opt.schedule_code in PA_SCHEDULES
+    )
     rest = (
         int(step), _kernel_orders(orders, batch_size >= n and not per_sample),
         int(batch_size), *model_numbers, *_opt_args(opt), epoch_losses, _parallel_min_work(),
