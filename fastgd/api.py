@@ -57,14 +57,20 @@ def fit(
     relative_weights: bool = True,
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None = None,
     average: bool | int = False,
+    intercept_decay: float = 1.0,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
     Parameters
     ----------
-    X : array-like, shape (n, d)
+    X : array-like or scipy.sparse matrix/array, shape (n, d)
         Real numeric and finite. float32 stays float32 (and so do the results), float64
-        stays float64, ints and bools become float64. Never modified.
+        stays float64, ints and bools become float64. Never modified. A scipy.sparse X
+        is never densified: CSR is read as it is, other formats are converted to CSR
+        once, int/bool values to float64 once, unsorted or duplicate indices made
+        canonical on a copy (see :mod:`fastgd.sparse`); every backend trains on it (the
+        numba per-sample loop in O(nnz of the row) per step). It is placed whole
+        (``memory_budget`` and ``devices`` are not supported with it).
     y : array-like, shape (n,) or (n, K)
         Targets, never modified. Regression losses: reals, one column per output.
         Binary classification losses: labels in {0, 1}, one column per binary model
@@ -164,6 +170,12 @@ def fit(
         order). Resume with the same ``average``, the result's ``coef``/``intercept`` and
         its ``optimizer_state`` (which keeps the plain parameters). False (0) averages
         nothing.
+    intercept_decay : float, default 1.0
+        The intercept's gradient is multiplied by this factor (> 0) before each update:
+        scikit-learn's SGD damps the intercept's updates by 0.01 on sparse X (its
+        ``SPARSE_INTERCEPT_DECAY``; its estimators here pass that on sparse X). Every
+        backend on a sparse X; on a dense X the numpy backend only (numba and jax raise
+        NotImplementedError for a value other than 1).
 
     Returns
     -------
@@ -184,7 +196,7 @@ def fit(
         verbose=verbose, progress=progress, callback=callback, sample_weight=sample_weight,
         optimizer_state=optimizer_state, devices=devices, memory_budget=memory_budget,
         max_dloss=max_dloss, relative_weights=relative_weights,
-        monitor=monitor, average=average,
+        monitor=monitor, average=average, intercept_decay=intercept_decay,
     )
     kernels = get_backend(plan.backend)  # "auto" is resolved by now
     start = time.perf_counter()  # fit_time leaves the checks out

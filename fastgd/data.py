@@ -10,6 +10,7 @@ import numpy as np
 
 from ._rows import map_row_ranges
 from .sklearn_shuffle import SklearnShuffle
+from .sparse import check_sparse_X, is_sparse, reject_sparse
 from .specs import SIGNED_LABEL_LOSSES, Loss
 
 __all__ = [
@@ -84,9 +85,10 @@ def check_X(X: object, *, n_features: int | None = None, dtype=None) -> np.ndarr
 
     Parameters
     ----------
-    X : array-like, shape (n, d)
+    X : array-like or scipy.sparse matrix, shape (n, d)
         Real numeric, finite, n >= 1, d >= 1. float32 stays float32, float64 stays
-        float64, ints and bools become float64.
+        float64, ints and bools become float64. A scipy.sparse X is checked by
+        :func:`fastgd.sparse.check_sparse_X` and returned as a canonical CSR matrix.
     n_features : int, optional
         If given, ``d`` must equal it.
     dtype : numpy dtype, optional
@@ -96,7 +98,10 @@ def check_X(X: object, *, n_features: int | None = None, dtype=None) -> np.ndarr
     -------
     ndarray, shape (n, d)
         C-contiguous; the caller's array itself when it is already so (never written to).
+        (CSR for a sparse X.)
     """
+    if is_sparse(X):
+        return check_sparse_X(X, n_features=n_features, dtype=dtype)
     X = _as_real_array("X", X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got {_describe(X)}")
@@ -136,6 +141,7 @@ def check_X_y(X: object, y: object, *, logistic: bool = False) -> tuple[np.ndarr
 
 def _check_y(y: object, n: int, *, allow_2d: bool, loss_name: str = "") -> np.ndarray:
     """``y`` as a finite real array of n rows (1-D, or 2-D with >= 1 column if allowed)."""
+    reject_sparse("y", y)
     y = _as_real_array("y", y)
     if y.ndim == 2 and not allow_2d:
         raise ValueError(
@@ -247,6 +253,7 @@ def check_sample_weight(
         total weight, exactly as repeating rows would, and unit weights stay exactly 1.
         A new array (the caller's is never modified).
     """
+    reject_sparse("sample_weight", sample_weight)
     s = _as_real_array("sample_weight", sample_weight)
     if s.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {_describe(s)}")

@@ -10,6 +10,7 @@ from .chunks import ChunkedRows, default_memory_budget, rows_per_chunk
 from .data import check_int
 from .plan import Plan
 from .sklearn_shuffle import SklearnShuffle
+from .sparse import is_sparse
 
 __all__ = ["Placed", "place"]
 
@@ -89,9 +90,11 @@ def _chunks(plan: Plan) -> ChunkedRows | None:
     """The data as chunks when they exceed the memory budget, else None.
 
     Without a budget the data in host memory stay whole; a ``np.memmap`` X, or data for a
-    jax accelerator, get half of the free host or device memory.
+    jax accelerator, get half of the free host or device memory. A sparse X stays whole.
     """
     X, Y, weight = plan.X, plan.Y, plan.weight
+    if is_sparse(X):  # placed whole (plan.make_plan refuses a memory_budget)
+        return None
     bytes_per_row = X.itemsize * (X.shape[1] + Y.shape[1] + (weight is not None))
     memory_budget = plan.memory_budget
     if memory_budget is None:

@@ -20,6 +20,7 @@ import numpy as np
 from .auto import check_backend_name, resolve_backend
 from .data import check_int, check_sample_weight, check_targets, check_X
 from .sklearn_shuffle import SklearnShuffle
+from .sparse import is_sparse
 from .specs import (
     Adaptive,
     Loss,
@@ -46,8 +47,9 @@ class Plan:
 
     Attributes
     ----------
-    X : ndarray, shape (n, d)
-        The checked samples (this process's rows), float32 or float64.
+    X : ndarray or scipy.sparse CSR matrix, shape (n, d)
+        The checked samples (this process's rows), float32 or float64; a sparse X in
+        canonical CSR form (:func:`fastgd.sparse.check_sparse_X`).
     Y : ndarray, shape (n, T)
         Kernel targets (see :func:`fastgd.data.kernel_targets`), in ``X``'s dtype.
     weight : ndarray of shape (n,) or None
@@ -172,6 +174,7 @@ def make_plan(
     relative_weights: bool,
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None,
     average: bool | int = False,
+    intercept_decay: float = 1.0,
 ) -> Plan:
     """Check every argument of :func:`fastgd.fit` once and describe the problem.
 
@@ -183,7 +186,8 @@ def make_plan(
         Every other argument of :func:`fastgd.fit` (keyword-only here), of the same name
         and meaning; ``backend="auto"`` is resolved here, once X, y and ``batch_size``
         are checked (:func:`fastgd.auto.resolve_backend`), into the plan's backend and
-        device.
+        device; with a sparse X, ``"auto"`` is the numba backend (numpy where numba is
+        not installed).
 
     Returns
     -------
@@ -194,7 +198,9 @@ def make_plan(
     ValueError, TypeError
         For the first bad argument, naming it and its value.
     NotImplementedError
-        For ``memory_budget`` with several processes.
+        For ``memory_budget`` with several processes or a sparse X; for
+        ``intercept_decay`` other than 1 on a dense X with the numba or jax backend; for
+        a sparse X on several devices.
     """
     backend = check_backend_name(backend)
     file_backed = isinstance(X, np.memmap)
@@ -218,6 +224,7 @@ def make_plan(
         bool(fit_intercept),
     )
     model = lower_model(loss, l2, l1, bool(fit_intercept), max_dloss=max_dloss)
+    model = model._replace(intercept_decay=_check_intercept_decay(intercept_decay))
     average = check_average(average)
     state = None if optimizer_state is None else _check_state(optimizer_state, theta)
     if state is not None and 0 < average <= state[0]:
@@ -227,10 +234,14 @@ def make_plan(
     adaptive_lr = optimizer.lr.lr0 if isinstance(optimizer.lr, Adaptive) else None
     opt = lower_optimizer(optimizer, average)
     rng = _order_source(seed)
+    sparse = is_sparse(X)
+    if sparse and backend == "auto":
+        backend = _sparse_auto_backend()
     backend, device = resolve_backend(backend, *X.shape, n_outputs, batch_size, epochs,
                                       X.dtype, device, devices)  # fmt: skip
     placement = _placement(backend, device, devices)
     memory_budget = _check_memory_budget(memory_budget, processes)
+    _check_sparse_options(sparse, model, backend, memory_budget, devices)
     return Plan(
         X=X, Y=Y, weight=weight, theta=theta, state=state, single_output=single_output,
         loss=loss, model=model, opt=opt, adaptive_lr=adaptive_lr, batch_size=batch_size,
@@ -239,6 +250,56 @@ def make_plan(
         placement=placement, on_mesh=devices is not None, processes=processes,
         memory_budget=memory_budget, file_backed=file_backed,
     )
+
+
+def _check_intercept_decay(intercept_decay: object) -> float:
+    """``intercept_decay`` as a finite float > 0, or a ``ValueError`` naming it."""
+    is_real = isinstance(intercept_decay, numbers.Real) and not isinstance(
+        intercept_decay, bool | np.bool_
+    )
+    value = float(intercept_decay) if is_real else math.nan
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"intercept_decay must be a finite number > 0, got {intercept_decay!r}")
+    return value
+
+
+def _sparse_auto_backend() -> str:
+    """``backend="auto"`` for a sparse X: numba (its O(nnz) per-sample loops), else numpy."""
+    from .backends import get_backend
+
+    try:
+        get_backend("numba")
+    except ImportError:
+        return "numpy"
+    return "numba"
+
+
+def _check_sparse_options(
+    sparse: bool, model: LoweredModel, backend: str, memory_budget: int | None, devices: object
+) -> None:
+    """What a sparse X, or ``intercept_decay`` on a dense one, does not support.
+
+    Raises
+    ------
+    NotImplementedError
+        ``memory_budget`` or ``devices`` with a sparse X (it is placed whole, on one
+        device); ``intercept_decay`` != 1 on a dense X with the numba or jax backend (their
+        dense loops do not carry it; numpy's does, and every backend's sparse kernels).
+    """
+    if sparse and memory_budget is not None:
+        raise NotImplementedError(
+            f"memory_budget={memory_budget!r} is not supported with a sparse X (it is "
+            "placed whole: its stored values are what the kernels read)"
+        )
+    if sparse and devices is not None:
+        raise NotImplementedError(
+            f"devices={devices!r} is not supported with a sparse X; use one device"
+        )
+    if not sparse and model.intercept_decay != 1.0 and backend != "numpy":
+        raise NotImplementedError(
+            f"intercept_decay={model.intercept_decay!r} on a dense X is supported by the "
+            f"numpy backend only, not {backend!r} (every backend supports it on a sparse X)"
+        )
 
 
 def _resolve_optimizer(optimizer: str | Optimizer, lr: float | Schedule | None) -> Optimizer:

@@ -87,6 +87,12 @@ each loss and the weighted objective. How the kernels differ from numpy's:
   (independent outputs: not multinomial), groups of outputs run on the threads, each
   walking every sample for its own outputs, with the serial loop's parameters bit for bit
   (:func:`_sgd_epochs_grouped`; about 1.25x faster on 2 cores for the 10 classes above).
+- **Sparse X** (a scipy.sparse matrix, or a :class:`fastgd.sparse.CsrRows`): ``prepare``
+  returns a :class:`SparseData` and the other functions run the CSR kernels of
+  ``sparse`` (batch gradients, the loop over batches) and ``sparse_sgd`` (plain
+  per-sample SGD in O(nnz of the row) per step); see those modules. Only they carry the
+  model's ``intercept_decay``: a dense X with a value other than 1 raises
+  NotImplementedError.
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...sparse import CsrRows, is_sparse
 from ...specs import OPT_ADAGRAD, OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer
 from .batches import _parallel_min_work
 from .epochs import (
@@ -109,6 +116,7 @@ from .epochs import (
 )
 from .jit import FASTMATH as FASTMATH
 from .sgd import _sgd_groups
+from .sparse import SparseData, _csr_loss_grad_call, _prepare_sparse, _run_sparse_epochs
 from .updates import _opt_args, _update_kernel
 
 __all__ = ["NAME", "Data", "prepare", "loss_grad", "init_state", "update", "run_epochs"]
@@ -174,6 +182,8 @@ def prepare(
     """
     if device not in (None, "cpu"):
         raise ValueError(f"device must be None or 'cpu' for the {NAME} backend, got {device!r}")
+    if is_sparse(X) or isinstance(X, CsrRows):
+        return _prepare_sparse(X, Y, theta, sample_weight)
     weight = None
     if sample_weight is not None:
         weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
@@ -219,6 +229,10 @@ def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float
         Its gradient with respect to ``theta``, in theta's dtype (the intercept row is 0
         when the intercept is not trained); subgradient ``sign(W)`` for the l1 term.
     """
+    if isinstance(data, SparseData):
+        return _csr_loss_grad_call(data, np.ascontiguousarray(theta), model,
+                                   _parallel_min_work() < np.iinfo(np.int64).max)
+    _dense_only(model)
     X, Y, weight = data
     data = Data(
         np.ascontiguousarray(X),
@@ -229,6 +243,15 @@ def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float
     grad = np.empty_like(theta)
     loss = _loss_grad_into(data, theta, model, grad, _parallel_min_work())
     return float(loss), grad
+
+
+def _dense_only(model: LoweredModel) -> None:
+    """Raise NotImplementedError for what the dense kernels do not carry."""
+    if model.intercept_decay != 1.0:
+        raise NotImplementedError(
+            f"intercept_decay={model.intercept_decay!r} is supported on a sparse X only by "
+            f"the {NAME} backend"
+        )
 
 
 # ------------------------------------------------------------------------- updates
@@ -326,6 +349,9 @@ def run_epochs(
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
         evaluated before each batch's update.
     """
+    if isinstance(data, SparseData):
+        return _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt)
+    _dense_only(model)
     X, Y, weight = data
     step, slots = state
     n = X.shape[0]

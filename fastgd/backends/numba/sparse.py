@@ -1,0 +1,319 @@
+"""Sparse X (CSR) in the numba backend: the data bundle, the batch gradient and the loop of
+a chunk of epochs, beside the dense rows.
+
+A sparse fit's :class:`SparseData` holds X as a :class:`fastgd.sparse.CsrRows` (``indptr``
+int64, column indices int32 or int64, float32 or float64 values, read in place). The
+loss code is a runtime argument here (one compiled kernel per dtype and index type, not
+per loss).
+
+- :func:`_csr_loss_grad`: a batch's objective and gradient. The rows' K predictions,
+  losses and clipped, weighted loss derivatives are computed first (in parallel over
+  row blocks for a large batch: reading W at the rows' columns is the cost), then the
+  derivatives are scattered into the gradient row by row, serially, in the batch's
+  order (O(nnz of the batch · K)); the penalty's gradient costs O(d·K). Results do not
+  depend on the thread count.
+- :func:`_csr_run_epochs`: every batch of a chunk of epochs with the backend's dense
+  optimizer update (:func:`_update_kernel`): O(d·K) per update, as on dense X (every
+  optimizer but plain per-sample SGD; measured in ``bench/sparse_text.py``). The l1 term
+  with the SGD optimizer: a proximal step after each batch's update, or (batches of one
+  sample, with momentum) scikit-learn's truncation of every weight, as on dense X.
+  Plain per-sample SGD runs :mod:`.sparse_sgd` instead, in O(nnz of the row) per step.
+- The intercept's gradient is multiplied by ``intercept_decay`` (the model's).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from ...sparse import CsrRows, csr_rows
+from ...specs import OPT_SGD
+from .epochs import _is_vector, _kernel_orders
+from .jit import _JIT
+from .losses import _row_loss_and_dloss
+from .sgd import _average_into, _truncate_l1
+from .sparse_sgd import _SPARSE_PREFETCH_ROWS, _sparse_sgd_epochs, _sparse_sgd_epochs_matrix
+from .updates import _l1_norm, _learning_rate, _opt_args, _prox_l1, _update_kernel
+
+#: Rows per block of the parallel pass over a batch's rows (the predictions and losses).
+_BLOCK_ROWS = 2048
+#: Batches of at least this many stored values compute their rows' losses in parallel.
+_PARALLEL_MIN_NNZ = 1 << 16
+
+
+class SparseData(NamedTuple):
+    """A sparse fit's training data: X as CSR arrays, the targets and weights dense.
+
+    Attributes
+    ----------
+    X : CsrRows
+        The checked CSR matrix (``indptr`` int64, sorted unique column indices, values
+        float32 or float64), read in place.
+    Y : ndarray, shape (n, T)
+        Targets in X's dtype (see ``fastgd.backends.numpy``).
+    weight : ndarray of shape (n,) or None
+        Per-sample weights in X's dtype; None means all ones.
+    """
+
+    X: CsrRows
+    Y: np.ndarray
+    weight: np.ndarray | None = None
+
+
+def _prepare_sparse(X, Y, theta, sample_weight) -> tuple[SparseData, np.ndarray]:
+    """:func:`fastgd.backends.numba.prepare` for a sparse X (scipy CSR or CsrRows)."""
+    rows = csr_rows(X)
+    weight = None
+    if sample_weight is not None:
+        weight = np.ascontiguousarray(sample_weight, dtype=rows.dtype)
+    data = SparseData(rows, np.ascontiguousarray(Y), weight)
+    return data, np.ascontiguousarray(theta)
+
+
+# ---------------------------------------------------------------- the batch gradient
+
+
+@njit(**_JIT)
+def _row_predict(indptr, indices, values, i, theta, p):
+    """``p[k] = x_i · W[:, k] + b[k]`` for sample i (theta (d + 1, K), float64 sums)."""
+    d = theta.shape[0] - 1
+    K = theta.shape[1]
+    for k in range(K):
+        p[k] = 0.0
+    for pos in range(indptr[i], indptr[i + 1]):
+        j = indices[pos]
+        x = np.float64(values[pos])
+        for k in range(K):
+            p[k] += x * theta[j, k]
+    for k in range(K):
+        p[k] += theta[d, k]
+
+
+@njit(**_JIT)
+def _rows_dloss(
+    indptr, indices, values, Y, weight, theta, order, lo, hi, start, loss_code, loss_param,
+    max_dloss, dls, losses,
+):
+    """The weighted loss (``losses[k - start]``) and clipped, weighted loss derivatives
+    (``dls[k - start, :]``) of the samples at positions ``lo..hi-1`` of ``order`` (empty:
+    position k is sample k)."""
+    K = theta.shape[1]
+    p = np.empty(K)
+    gathered = order.shape[0] > 0
+    weighted = weight.shape[0] > 0
+    for k in range(lo, hi):
+        i = order[k] if gathered else k
+        _row_predict(indptr, indices, values, i, theta, p)
+        loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
+        s = np.float64(weight[i]) if weighted else 1.0
+        losses[k - start] = loss * s
+        for c in range(K):
+            dls[k - start, c] = p[c] * s
+
+
+@njit(parallel=True, **_JIT)
+def _rows_dloss_parallel(
+    indptr, indices, values, Y, weight, theta, order, start, stop, loss_code, loss_param,
+    max_dloss, dls, losses,
+):
+    """:func:`_rows_dloss` over ``start..stop-1`` in row blocks on numba's threads."""
+    n_blocks = -(-(stop - start) // _BLOCK_ROWS)
+    for b in prange(n_blocks):
+        lo = start + b * _BLOCK_ROWS
+        hi = min(lo + _BLOCK_ROWS, stop)
+        _rows_dloss(
+            indptr, indices, values, Y, weight, theta, order, lo, hi, start, loss_code,
+            loss_param, max_dloss, dls, losses,
+        )
+
+
+@njit(**_JIT)
+def _csr_loss_grad(
+    indptr, indices, values, Y, weight, theta, order, start, stop, loss_code, loss_param,
+    max_dloss, l2, l1, fit_intercept, intercept_decay, grad, dls, losses, parallel,
+):
+    """The objective of the batch ``order[start:stop]`` (mean weighted loss + penalty) and
+    its gradient, written into ``grad`` (d + 1, K) in theta's dtype; returns the objective.
+
+    ``dls`` (>= m, K) and ``losses`` (>= m,) are float64 scratch. The gradient is
+    ``(1/m)·Σ_i dl_i·x_i + l2·W + l1·sign(W)`` and ``intercept_decay·(1/m)·Σ_i dl_i`` (0
+    without an intercept), with the sums in float64 in the batch's order.
+    """
+    d = theta.shape[0] - 1
+    K = theta.shape[1]
+    m = stop - start
+    gathered = order.shape[0] > 0
+    nnz = 0
+    if parallel:
+        for k in range(start, stop):
+            i = order[k] if gathered else k
+            nnz += indptr[i + 1] - indptr[i]
+    if parallel and nnz >= _PARALLEL_MIN_NNZ and m > _BLOCK_ROWS:
+        _rows_dloss_parallel(
+            indptr, indices, values, Y, weight, theta, order, start, stop, loss_code,
+            loss_param, max_dloss, dls, losses,
+        )
+    else:
+        _rows_dloss(
+            indptr, indices, values, Y, weight, theta, order, start, stop, start, loss_code,
+            loss_param, max_dloss, dls, losses,
+        )
+    acc = np.zeros((d + 1, K))
+    total = 0.0
+    for k in range(start, stop):
+        i = order[k] if gathered else k
+        total += losses[k - start]
+        for pos in range(indptr[i], indptr[i + 1]):
+            j = indices[pos]
+            x = np.float64(values[pos])
+            for c in range(K):
+                acc[j, c] += dls[k - start, c] * x
+        for c in range(K):
+            acc[d, c] += dls[k - start, c]
+    ww = 0.0
+    aw = 0.0
+    for j in range(d):
+        for c in range(K):
+            w = np.float64(theta[j, c])
+            ww += w * w
+            aw += abs(w)
+            sign = 1.0 if w > 0.0 else (-1.0 if w < 0.0 else 0.0)
+            grad[j, c] = acc[j, c] / m + l2 * w + l1 * sign
+    for c in range(K):
+        grad[d, c] = intercept_decay * (acc[d, c] / m) if fit_intercept else 0.0
+    return total / m + 0.5 * l2 * ww + l1 * aw
+
+
+def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bool):
+    """The batch objective of ``model`` over every row of ``data`` and its gradient."""
+    rows = data.X
+    n = rows.shape[0]
+    grad = np.empty_like(theta)
+    weight = np.empty(0, rows.dtype) if data.weight is None else data.weight
+    K = theta.shape[1]
+    loss = _csr_loss_grad(
+        rows.indptr, rows.indices, rows.values, data.Y, weight, theta,
+        np.empty(0, np.int64), 0, n, int(model.loss_code), float(model.loss_param),
+        float(model.max_dloss), float(model.l2), float(model.l1), bool(model.fit_intercept),
+        float(model.intercept_decay), grad, np.empty((n, K)), np.empty(n), parallel,
+    )  # fmt: skip
+    return float(loss), grad
+
+
+# ------------------------------------------------------------ the loop over batches
+
+
+@njit(**_JIT)
+def _csr_run_epochs(
+    indptr, indices, values, Y, weight, theta, slots, step, orders, batch_size, loss_code,
+    loss_param, max_dloss, l2, l1, fit_intercept, intercept_decay, code, params,
+    schedule_code, schedule_params, epoch_losses, parallel, average,
+):
+    """Every batch of ``epoch_losses.shape[0]`` epochs on CSR rows with the optimizer
+    ``code``; returns the step count. Epoch e walks ``orders[e % len(orders)]`` (a full
+    batch reads the rows in order). theta (d + 1, K) and slots (3, d + 1, K) are
+    updated in place.
+
+    The l1 term with the SGD optimizer is left out of the gradient: a proximal step
+    after each update of a batch of several samples, scikit-learn's truncation of every
+    weight (each output with its ``q`` in ``slots[1]``, ``u`` at the intercepts' row)
+    after each update of one sample. ``average`` > 0 keeps the running average of the
+    parameters in ``slots[2]`` after each update t >= ``average`` (before a truncation).
+    """
+    n = indptr.shape[0] - 1
+    d = theta.shape[0] - 1
+    K = theta.shape[1]
+    size = theta.size
+    grad = np.empty_like(theta)
+    flat_theta = theta.reshape(size)
+    flat_grad = grad.reshape(size)
+    flat_slots = slots.reshape((3, size))
+    n_decay = size - K
+    m_max = min(batch_size, n)
+    dls = np.empty((m_max, K))
+    losses = np.empty(m_max)
+    l1_rule = 0 if (code != 0 or l1 == 0.0) else (2 if batch_size == 1 else 1)
+    grad_l1 = l1 if l1_rule == 0 else 0.0
+    in_order = np.empty(0, dtype=np.int64)
+    q = np.empty((K, d + 1))  # the truncation's q per output, u at d (float64)
+    u = 0.0
+    if l1_rule == 2:
+        for j in range(d + 1):
+            for c in range(K):
+                q[c, j] = slots[1, j, c]
+        u = q[0, d]
+    for e in range(epoch_losses.shape[0]):
+        order = in_order if batch_size >= n else orders[e % orders.shape[0]]
+        total = 0.0
+        loss = 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            loss = _csr_loss_grad(
+                indptr, indices, values, Y, weight, theta, order, start, stop, loss_code,
+                loss_param, max_dloss, l2, grad_l1, fit_intercept, intercept_decay, grad, dls,
+                losses, parallel,
+            )
+            if l1_rule != 0:
+                loss += l1 * _l1_norm(flat_theta, n_decay)
+            step += 1
+            _update_kernel(
+                flat_theta, flat_grad, flat_slots, step, n_decay, code, params, schedule_code,
+                schedule_params,
+            )
+            lr = _learning_rate(schedule_code, schedule_params, step)
+            if l1_rule == 1:
+                _prox_l1(flat_theta, n_decay, lr * l1)
+            if 0 < average <= step:
+                _average_into(flat_slots[2], flat_theta, step - average + 1)
+            if l1_rule == 2:
+                u += l1 * lr
+                for c in range(K):
+                    _truncate_l1(theta[:, c], q[c], d, u)
+            total += loss * (stop - start)
+        epoch_losses[e] = total / n if batch_size < n else loss
+    if l1_rule == 2:
+        for j in range(d):
+            for c in range(K):
+                slots[1, j, c] = q[c, j]
+        for c in range(K):
+            slots[1, d, c] = u
+    return step
+
+
+# ----------------------------------------------------------------- the entry points
+
+
+def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):
+    """:func:`fastgd.backends.numba.run_epochs` on a :class:`SparseData`: plain per-sample
+    SGD in :mod:`.sparse_sgd`'s loop, every other case in :func:`_csr_run_epochs`."""
+    rows = data.X
+    n = rows.shape[0]
+    step, slots = state
+    epoch_losses = np.empty(orders.shape[0], dtype=np.float64)
+    weight = np.empty(0, rows.dtype) if data.weight is None else data.weight
+    code, params, schedule_code, schedule_params = _opt_args(opt)
+    per_sample = (
+        batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (n > 1 or model.l1 != 0.0)
+    )
+    csr = (rows.indptr, rows.indices, rows.values, data.Y, weight, theta, slots, int(step))
+    model_numbers = (
+        int(model.loss_code), float(model.loss_param), float(model.max_dloss), float(model.l2),
+        float(model.l1), bool(model.fit_intercept), float(model.intercept_decay),
+    )  # fmt: skip (the kernels' order: the loss, its clip, the penalty, the intercept)
+    if per_sample:
+        kernel = _sparse_sgd_epochs if _is_vector(model.loss_code, theta) else (
+            _sparse_sgd_epochs_matrix
+        )
+        step = kernel(
+            *csr, _kernel_orders(orders, False), *model_numbers, schedule_code, schedule_params,
+            epoch_losses, int(opt.average), _SPARSE_PREFETCH_ROWS,
+        )  # fmt: skip
+    else:
+        step = _csr_run_epochs(
+            *csr, _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
+            code, params, schedule_code, schedule_params, epoch_losses,
+            get_num_threads() > 1, int(opt.average),
+        )  # fmt: skip
+    return theta, (int(step), slots), epoch_losses

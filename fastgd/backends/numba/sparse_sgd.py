@@ -1,0 +1,267 @@
+"""Per-sample SGD on CSR rows (batch size 1, the SGD optimizer without momentum): each step
+costs O(nnz of the row · K), not O(d).
+
+:func:`_sparse_sgd_epochs` (one output, K a compile-time 1) and
+:func:`_sparse_sgd_epochs_matrix` (K outputs in one pass) run the same loop
+(:func:`_sgd_kernel`):
+
+- **Weights as ``scale·V``** (scikit-learn's ``WeightVector``): ``V`` (d + 1, K) float64,
+  a feature's K outputs contiguous, the intercepts in its last row; one scale for every
+  output (they share the learning rate and the l2 shrink). A step multiplies ``scale``
+  by ``1 − lr·l2`` and adds ``(−lr·dloss_k·s / scale)·x`` to the row's entries of
+  output k, skipped where ``dloss_k`` is 0. A scale below 1e-9 in size is folded into
+  ``V`` (O(d·K), rare). The objective's penalty uses ``‖V‖²`` and ``Σ|V|``, kept up to
+  date at the entries a step changes and recomputed exactly at each epoch's start.
+- **l1: scikit-learn's cumulative truncation on the features the row stores**, after
+  the step (its sparse rule: a weight whose feature a row does not store is truncated
+  when its feature next appears, so on sparse X the result differs from the dense rule,
+  which truncates every weight after every step). ``u`` (shared) and ``q`` (d, K) live
+  in ``slots[1]`` as on dense X.
+- **Averaging in a lazy form**, exact: the running average of the weights after update
+  t is ``g·(P + c·V)``, with ``g`` and ``c`` two numbers updated per step (O(1)) and
+  ``P`` (d, K) changed only where ``V`` changes (``P −= c·ΔV``); the intercepts are
+  averaged directly. The average is formed at the end of the call into ``slots[2]``.
+- ``intercept_decay`` multiplies the intercepts' steps (scikit-learn: 0.01 on sparse X).
+- **Prefetch in two stages** along the epoch's order: the column indices and values of
+  the row ``2·ahead`` samples ahead, and the entries of ``V`` at the columns of the row
+  ``ahead`` samples ahead (whose indices the first stage brought in).
+
+The call's last step writes its gradient into the trace (``slots[0]``), as the dense
+loops leave it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .jit import _JIT
+from .losses import _row_loss_and_dloss
+from .rows import _prefetch
+from .updates import _learning_rate
+
+#: The weights' scale is folded into them below this size (scikit-learn: 1e-9).
+_MIN_SCALE = 1e-9
+#: Samples ahead whose entries of V are prefetched (the rows' indices: twice as far).
+#: Measured with ``bench/sparse_text.py --sweep`` (see the README's sparse section).
+_SPARSE_PREFETCH_ROWS = 4
+
+
+@intrinsic
+def _prefetch_1d(typingctx, arr, i):
+    """Ask the CPU to start loading the cache line of ``arr[i]`` (a 1-D array; a hint)."""
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(1), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp), codegen
+
+
+@njit(**_JIT)
+def _norms(V, d):
+    """``(Σ V[:d]², Σ |V[:d]|)`` in float64."""
+    sq = 0.0
+    ab = 0.0
+    for j in range(d):
+        for k in range(V.shape[1]):
+            sq += V[j, k] * V[j, k]
+            ab += abs(V[j, k])
+    return sq, ab
+
+
+@njit(**_JIT)
+def _write_trace(trace, indptr, indices, values, i, V, scale, dl, l2, fit_intercept, decay):
+    """The gradient of the step on sample ``i`` at ``w = scale·V`` into ``trace`` (d + 1, K):
+    ``dl_k·x + l2·w``, the intercepts' ``decay·dl_k`` (0 without an intercept)."""
+    d = V.shape[0] - 1
+    K = trace.shape[1]
+    for j in range(d):
+        for k in range(K):
+            trace[j, k] = l2 * (scale * V[j, k])
+    for pos in range(indptr[i], indptr[i + 1]):
+        j = indices[pos]
+        for k in range(K):
+            trace[j, k] += dl[k] * values[pos]
+    for k in range(K):
+        trace[d, k] = decay * dl[k] if fit_intercept else 0.0
+
+
+def _sgd_kernel(vector: bool):
+    """The per-sample loop; ``vector`` (a compile-time constant) fixes K = 1."""
+
+    @njit(**_JIT)
+    def sparse_sgd_epochs(
+        indptr, indices, values, Y, weight, theta, slots, step, orders, loss_code, loss_param,
+        max_dloss, l2, l1, fit_intercept, intercept_decay, schedule_code, schedule_params,
+        epoch_losses, average, ahead,
+    ):
+        n = indptr.shape[0] - 1
+        d = theta.shape[0] - 1
+        K = 1 if vector else theta.shape[1]
+        weighted = weight.shape[0] > 0
+        V = np.empty((d + 1, K))
+        for j in range(d + 1):
+            for k in range(K):
+                V[j, k] = theta[j, k]
+        scale = 1.0
+        truncate = l1 != 0.0
+        q = np.empty((d if truncate else 0, K))
+        u = 0.0
+        if truncate:
+            for j in range(d):
+                for k in range(K):
+                    q[j, k] = slots[1, j, k]
+            u = np.float64(slots[1, d, 0])
+        averaging = average > 0
+        P = np.empty((d if averaging else 0, K))
+        avg_b = np.empty(K)
+        g_avg = 1.0
+        c_avg = 0.0
+        if averaging and step >= average:  # averaging started before this call
+            for j in range(d):
+                for k in range(K):
+                    P[j, k] = slots[2, j, k]
+            for k in range(K):
+                avg_b[k] = slots[2, d, k]
+        p = np.empty(K)
+        n_epochs = epoch_losses.shape[0]
+        for e in range(n_epochs):
+            order = orders[e % orders.shape[0]]
+            sq, ab = _norms(V, d)
+            total = 0.0
+            for t in range(n):
+                i = order[t]
+                if t + 2 * ahead < n:  # stage 1: the indices and values of a row further on
+                    far = indptr[order[t + 2 * ahead]]
+                    _prefetch_1d(indices, far)
+                    _prefetch_1d(values, far)
+                if t + ahead < n:  # stage 2: the weights at the columns of a nearer row
+                    near = order[t + ahead]
+                    for pos in range(indptr[near], indptr[near + 1]):
+                        _prefetch(V, indices[pos], 0)
+                step += 1
+                lr = _learning_rate(schedule_code, schedule_params, step)
+                lo = indptr[i]
+                hi = indptr[i + 1]
+                for k in range(K):
+                    p[k] = 0.0
+                for pos in range(lo, hi):
+                    j = indices[pos]
+                    x = np.float64(values[pos])
+                    for k in range(K):
+                        p[k] += x * V[j, k]
+                for k in range(K):
+                    p[k] = scale * p[k] + V[d, k]
+                loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
+                s = np.float64(weight[i]) if weighted else 1.0
+                total += loss * s + 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
+                if e == n_epochs - 1 and t == n - 1:  # the call's last gradient: the trace
+                    for k in range(K):
+                        p[k] *= s
+                    _write_trace(
+                        slots[0], indptr, indices, values, i, V, scale, p, l2, fit_intercept,
+                        intercept_decay,
+                    )
+                    for k in range(K):
+                        p[k] = -lr * p[k]
+                else:
+                    for k in range(K):
+                        p[k] = -lr * p[k] * s  # scikit-learn's rounding: (−eta·dloss)·weight
+                scale *= 1.0 - lr * l2
+                if abs(scale) < _MIN_SCALE:  # fold the scale into V (O(d·K), rare)
+                    for j in range(d):
+                        for k in range(K):
+                            V[j, k] *= scale
+                    c_avg /= scale
+                    sq, ab = _norms(V, d)
+                    scale = 1.0
+                averaged = averaging and step >= average
+                moved = False
+                for k in range(K):
+                    moved = moved or p[k] != 0.0
+                if moved:
+                    for pos in range(lo, hi):
+                        j = indices[pos]
+                        x = np.float64(values[pos])
+                        for k in range(K):
+                            if p[k] != 0.0:
+                                old = V[j, k]
+                                delta = x * (p[k] / scale)
+                                new = old + delta
+                                V[j, k] = new
+                                sq += new * new - old * old
+                                ab += abs(new) - abs(old)
+                                if averaged:
+                                    P[j, k] -= c_avg * delta
+                    if fit_intercept:
+                        for k in range(K):
+                            V[d, k] += p[k] * intercept_decay
+                if averaged:
+                    kth = step - average + 1
+                    if kth == 1:  # the first averaged update: the average is w itself
+                        for j in range(d):
+                            for k in range(K):
+                                P[j, k] = 0.0
+                        g_avg = 1.0
+                        c_avg = scale
+                        for k in range(K):
+                            avg_b[k] = V[d, k]
+                    else:
+                        mu = 1.0 / kth
+                        g_avg *= 1.0 - mu
+                        c_avg += mu * scale / g_avg
+                        for k in range(K):
+                            avg_b[k] += (V[d, k] - avg_b[k]) / kth
+                if truncate:
+                    u += l1 * lr
+                    for pos in range(lo, hi):
+                        j = indices[pos]
+                        for k in range(K):
+                            z = V[j, k]
+                            if scale * z > 0.0:
+                                V[j, k] = max(0.0, z - (u + q[j, k]) / scale)
+                            elif scale * z < 0.0:
+                                V[j, k] = min(0.0, z + (u - q[j, k]) / scale)
+                            new = V[j, k]
+                            if new != z:
+                                q[j, k] += scale * (new - z)
+                                sq += new * new - z * z
+                                ab += abs(new) - abs(z)
+                                if averaged:
+                                    P[j, k] -= c_avg * (new - z)
+            epoch_losses[e] = total / n
+        for j in range(d):
+            for k in range(K):
+                theta[j, k] = scale * V[j, k]
+        for k in range(K):
+            theta[d, k] = V[d, k]
+        if truncate:
+            for j in range(d):
+                for k in range(K):
+                    slots[1, j, k] = q[j, k]
+            for k in range(K):
+                slots[1, d, k] = u
+        if averaging and step >= average:
+            for j in range(d):
+                for k in range(K):
+                    slots[2, j, k] = g_avg * (P[j, k] + c_avg * V[j, k])
+            for k in range(K):
+                slots[2, d, k] = avg_b[k]
+        return step
+
+    return sparse_sgd_epochs
+
+
+_sparse_sgd_epochs = _sgd_kernel(True)
+_sparse_sgd_epochs_matrix = _sgd_kernel(False)
