@@ -21,6 +21,8 @@ from .backends import BACKEND_MODULES, available_backends, get_backend
 from .compare import (
     DEFAULT_FEATURES,
     DTYPES,
+    FAMILIES,
+    PEERS,
     PROBLEMS,
     CompareConfig,
     figure_summary,
@@ -29,6 +31,8 @@ from .compare import (
     save_json,
     save_plot,
 )
+from .compare_problems import select_problems
+from .compare_runners import available_peers
 from .machine import jax_mesh, jax_platforms, library_versions, numba_cache_dir, thread_counts
 
 __all__ = ["main", "build_parser"]
@@ -79,6 +83,22 @@ def _names(kind: str, known: Sequence[str]):
     return parse
 
 
+def _problems(text: str) -> tuple[str, ...]:
+    """``--problems``: comma-separated problems or families (a family: all its problems)."""
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    try:
+        return select_problems(names or (text,))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _peers(text: str) -> tuple[str, ...]:
+    """``--peers``: comma-separated peers, or ``none``."""
+    if text.strip() == "none":
+        return ()
+    return _names("peer", [*PEERS, "none"])(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -99,22 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare",
         help="time the same problems on every backend and device",
-        description="Run SGD (batch 1), mini-batch Adam and full-batch GD on every backend "
-        "and jax device present; print time/epoch, samples/s, effective GB/s against the "
-        "measured memory bandwidth, final loss and the parameter difference from numpy.",
+        description="Run the model families (squared, hinge, logistic, softmax K=10, sparse "
+        "logistic) by per-sample SGD, mini-batch Adam and full-batch GD on every backend "
+        "and jax device present, and with the peers that run the same algorithm "
+        "(scikit-learn's SGD, an optax loop, PyTorch); print time/epoch, samples/s, "
+        "effective GB/s against the measured memory bandwidth, the objective, the "
+        "parameter difference from numpy (the answer check) and the time to within 1e-3 "
+        "of the best objective.",
     )
-    cmp.add_argument("--quick", action="store_true", help="small sizes, fewer runs (~20 s)")
+    cmp.add_argument("--quick", action="store_true",
+                     help="one small size, fewer runs (under a minute)")
     cmp.add_argument("--out", type=Path, metavar="DIR",
                      help="write DIR/compare.json, DIR/compare.md and DIR/compare.png")
     cmp.add_argument("--markdown", action="store_true", help="print the table as markdown")
     cmp.add_argument("--backends", type=_names("backend", list(BACKEND_MODULES)),
                      metavar="LIST", help="comma-separated backends (default: all available)")
-    cmp.add_argument("--problems", type=_names("problem", list(PROBLEMS)), metavar="LIST",
-                     help=f"comma-separated problems out of {','.join(PROBLEMS)}")
+    cmp.add_argument("--problems", type=_problems, metavar="LIST",
+                     help=f"comma-separated problems out of {','.join(PROBLEMS)}, or "
+                     f"families ({','.join(FAMILIES)}: all their problems)")
+    cmp.add_argument("--peers", type=_peers, metavar="LIST",
+                     help=f"comma-separated peers out of {','.join(PEERS)}, or none "
+                     "(default: those installed)")
+    cmp.add_argument("--no-curves", action="store_true",
+                     help="skip the time-to-a-model curves")
     cmp.add_argument("--sizes", type=_sizes, metavar="LIST",
                      help=f"comma-separated N or NxD (default d={DEFAULT_FEATURES})")
-    cmp.add_argument("--dtype", choices=(*DTYPES, "both"), default="both",
-                     help="floating-point type (default both)")
+    cmp.add_argument("--dtype", choices=(*DTYPES, "both"),
+                     help="floating-point type (default both; --quick: float64)")
     cmp.add_argument("--repeat", type=_positive_int, metavar="K",
                      help="at most K timed fits per cell, median reported; a cell stops "
                      "earlier once stable or out of its time budget (default 60, quick 50)")
@@ -134,15 +165,24 @@ def _compare_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                 f"backend {', '.join(missing)} is not available on this machine (its library "
                 f"does not import); available: {', '.join(available_backends())}"
             )
+    if args.peers:
+        missing = [p for p in args.peers if p not in available_peers()]
+        if missing:
+            parser.error(f"peer {', '.join(missing)} is not installed here; installed: "
+                         f"{', '.join(available_peers()) or 'none'}")
     overrides: dict[str, object] = {}
+    if args.peers is not None:
+        overrides["peers"] = args.peers
+    if args.no_curves:
+        overrides["curves"] = False
     if args.backends:
         overrides["backends"] = args.backends
     if args.problems:
         overrides["problems"] = args.problems
     if args.sizes:
         overrides["sizes"] = args.sizes
-    if args.dtype != "both":
-        overrides["dtypes"] = (args.dtype,)
+    if args.dtype is not None:
+        overrides["dtypes"] = DTYPES if args.dtype == "both" else (args.dtype,)
     if args.repeat:
         overrides["repeat"] = args.repeat
     if args.quick:
@@ -172,7 +212,10 @@ def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 'no plot: matplotlib is not installed (pip install "fastgd[plot]")',
                 file=sys.stderr,
             )
-    failed = [r for r in report["results"] if "error" in r]
+    failed = [r for r in report["results"]
+              if "error" in r or r.get("check", "ok") not in ("ok", "n/a")]
+    for skipped in report["skipped"]:
+        print(f"skipped {skipped['problem']}: {skipped['reason']}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,17 +1,26 @@
-"""The accelerator comparison behind ``fastgd compare``.
+"""The comparison behind ``fastgd compare``: backends, devices and peers side by side.
 
-The same problems (SGD with batch 1, mini-batch Adam, full-batch GD), on the same data,
-run with every backend and every jax device present, and, when jax has several devices,
-data-parallel on the mesh of all of them (device ``"cpu x4"``: ``fit(devices=4)``). For
-each run the report gives the median time per epoch, samples/s, the effective bandwidth
-(bytes of X and y read per epoch over the time per epoch) and its share of the machine's
-measured memory bandwidth, the final loss, and the largest parameter difference from the
-numpy backend (the reference).
+The same problems (:mod:`fastgd.compare_problems`: five model families — squared error,
+hinge, logistic, softmax over 10 classes, sparse logistic — each trained by per-sample
+SGD, mini-batch Adam or full-batch GD), on the same data, run with every backend and
+every jax device present, data-parallel on the mesh of all jax devices when there are
+several (device ``"cpu x4"``: ``fit(devices=4)``), and with the peers that run the same
+algorithm (:mod:`fastgd.compare_runners`: scikit-learn's SGD, an optax loop, PyTorch).
+For each run the report gives the median time per epoch, samples/s, the effective
+bandwidth (bytes of X and y read per epoch over the time per epoch) and its share of
+the machine's measured memory bandwidth, the training objective at the end, and the
+largest parameter difference from fastgd's numpy backend (the reference): the answer
+check, which fails a row whose relative difference exceeds :data:`CHECK_RTOL`.
 
-Each cell is timed as the user would run it: ``fastgd.fit``'s epoch loop
-(``FitResult.fit_time``, which excludes input validation). Backends that compile (every
-backend but numpy) get one untimed warm-up fit of exactly the same shapes first; its time
-is reported as ``first_call_s`` and the difference to the median as ``compile_s``.
+Each fastgd cell is timed as the user would run it: ``fastgd.fit``'s epoch loop
+(``FitResult.fit_time``, which excludes input validation). Runners that compile get one
+untimed warm-up fit of exactly the same shapes first; its time is reported as
+``first_call_s`` and the difference to the median as ``compile_s``.
+
+Time to a model: on one data set per family (:func:`curve_cell`) every runner of every
+problem of the family also trains ``curve_epochs`` epochs recording the parameters after
+each epoch; the objective is evaluated afterwards, outside the clock
+(:mod:`fastgd.compare_report` defines the time to within 1e-3 of the best objective).
 
 Problems small enough to stay in the CPU caches can exceed 100 % of the measured memory
 bandwidth: the percentage says how far a run is from the main-memory floor, not a limit.
@@ -21,13 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -35,63 +41,46 @@ from tqdm.auto import tqdm
 from . import __version__
 from .api import fit
 from .backends import available_backends
-from .data import make_regression
-from .machine import describe_machine, jax_mesh, jax_platforms, measure_bandwidth, mesh_size
-from .specs import SGD, Adam, Optimizer
+from .compare_problems import FAMILIES, PROBLEMS, Problem, make_data, objective
+from .compare_report import (
+    add_time_to_target,
+    figure_summary,
+    format_table,
+    save_json,
+    save_plot,
+)
+from .compare_runners import PEERS, Runner, available_peers, make_runners
+from .machine import describe_machine, jax_mesh, jax_platforms, measure_bandwidth
 
 __all__ = [
+    "CHECK_RTOL",
+    "FAMILIES",
+    "PEERS",
     "PROBLEMS",
     "QUICK_SIZES",
     "DEFAULT_SIZES",
     "CompareConfig",
     "Problem",
+    "curve_cell",
     "figure_summary",
     "format_table",
     "run_compare",
     "save_json",
     "save_plot",
+    "sparse_support",
 ]
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One training problem of the comparison.
-
-    Attributes
-    ----------
-    name : str
-        Short name used on the command line and in the table.
-    label : str
-        Human description for the plot.
-    optimizer : Optimizer
-        The optimizer spec (with its learning rate).
-    batch_size : int or None
-        1 for SGD, k for mini-batches (capped at n), None for full batch.
-    epochs : int
-        Epochs per timed fit.
-    shuffle : bool
-        Whether each epoch's order is a fresh permutation (seed 0).
-    """
-
-    name: str
-    label: str
-    optimizer: Optimizer
-    batch_size: int | None
-    epochs: int
-    shuffle: bool
-
-
-PROBLEMS: dict[str, Problem] = {
-    "sgd": Problem("sgd", "SGD, batch 1, lr 1e-3", SGD(lr=1e-3), 1, 1, False),
-    "adam": Problem("adam", "Adam, batch 64, lr 1e-3", Adam(lr=1e-3), 64, 2, True),
-    "gd": Problem("gd", "full-batch GD, lr 0.1", SGD(lr=0.1), None, 20, False),
-}
-
 #: Numbers of samples n (with ``DEFAULT_FEATURES`` features) for ``--quick`` and the default.
-QUICK_SIZES = (1_024, 8_192)
+QUICK_SIZES = (4_096,)
 DEFAULT_SIZES = (4_096, 32_768, 262_144)
 DEFAULT_FEATURES = 64
 DTYPES = ("float32", "float64")
+#: The answer check: a row fails when its largest parameter difference from the numpy
+#: backend, relative to the largest reference parameter, exceeds this (per dtype). The
+#: peers compute in float64 whatever X's dtype (scikit-learn converts float32 X).
+CHECK_RTOL = {"float32": 1e-3, "float64": 1e-8}
+#: The curves' data set: the largest size with at most this many rows (else the smallest).
+CURVE_MAX_N = 65_536
 
 
 @dataclass(frozen=True)
@@ -102,6 +91,13 @@ class CompareConfig:
     ----------
     problems : tuple of str
         Keys of :data:`PROBLEMS`.
+    peers : tuple of str or None
+        Out of :data:`PEERS`; None means every peer whose library imports.
+    curves : bool
+        Whether to record the time-to-a-model curves.
+    curve_budget_s : float
+        A curve stops after the first epoch that ends this long after its start (it then
+        has fewer than ``curve_epochs`` epochs).
     sizes : tuple of (n, d)
         Problem shapes.
     dtypes : tuple of str
@@ -125,6 +121,9 @@ class CompareConfig:
     """
 
     problems: tuple[str, ...] = tuple(PROBLEMS)
+    peers: tuple[str, ...] | None = None
+    curves: bool = True
+    curve_budget_s: float = 10.0
     sizes: tuple[tuple[int, int], ...] = tuple((n, DEFAULT_FEATURES) for n in DEFAULT_SIZES)
     dtypes: tuple[str, ...] = DTYPES
     backends: tuple[str, ...] = ()
@@ -138,11 +137,13 @@ class CompareConfig:
 
     @classmethod
     def quick_config(cls, **overrides) -> CompareConfig:
-        """The ``--quick`` settings (about 20 s on two cores), with ``overrides`` applied."""
+        """The ``--quick`` settings (under a minute on two cores), with ``overrides``."""
         base = cls(
             sizes=tuple((n, DEFAULT_FEATURES) for n in QUICK_SIZES),
-            repeat=50,
-            budget_s=0.6,
+            dtypes=("float64",),
+            repeat=30,
+            budget_s=0.3,
+            curve_budget_s=0.5,
             bandwidth_bytes=128 * 2**20,
             bandwidth_repeat=3,
             quick=True,
@@ -167,35 +168,6 @@ def _device_targets(backends: Sequence[str]) -> list[tuple[str, str]]:
         else:
             targets.append((name, "cpu"))
     return targets
-
-
-def _fit(problem: Problem, X: np.ndarray, y: np.ndarray, backend: str, device: str):
-    """One ``fastgd.fit`` of ``problem``; the seed is fixed so every backend sees one order.
-
-    ``device`` is a platform (``"cpu"``, ``"gpu"``) or, for jax, a mesh label
-    (``"cpu x4"``: the first 4 of ``jax.devices()``, data-parallel).
-    """
-    n = X.shape[0]
-    batch = None if problem.batch_size is None else min(problem.batch_size, n)
-    placement: dict[str, object] = {}
-    if backend == "jax":
-        count = mesh_size(device)
-        placement = {"device": device} if count is None else {"devices": count}
-    return fit(
-        X,
-        y,
-        optimizer=problem.optimizer,
-        batch_size=batch,
-        epochs=problem.epochs,
-        shuffle=problem.shuffle,
-        seed=0,
-        backend=backend,
-        **placement,
-    )
-
-
-def _theta(result) -> np.ndarray:
-    return np.append(result.coef.astype(np.float64), result.intercept)
 
 
 #: A cell whose interquartile range exceeds this fraction of its median is marked unstable.
@@ -227,41 +199,64 @@ def _settled(times: list[float], cfg: CompareConfig, epochs: int) -> bool:
     return _summary(times, epochs)["spread"] <= cfg.stable_spread
 
 
-class _Cell:
-    """One backend/device on one problem and data set: its warm-up, fits and figures."""
+def _bytes_per_epoch(X, y: np.ndarray) -> int:
+    """Bytes of X (a CSR matrix's values, column indices and row pointers) and y."""
+    if hasattr(X, "indptr"):
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes + y.nbytes)
+    n, d = X.shape
+    return n * (d + 1) * X.dtype.itemsize
 
-    def __init__(self, problem: Problem, X, y, backend: str, device: str):
-        self.problem, self.X, self.y = problem, X, y
-        self.backend, self.device = backend, device
+
+class _Cell:
+    """One runner on one problem and data set: its warm-up, fits and figures."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.problem = runner.problem
         self.times: list[float] = []
         self.first_call_s: float | None = None
-        self.result = None
+        self.theta: np.ndarray | None = None
         self.error: str | None = None
+        self.last_s: float | None = None
+
+    @property
+    def compiles(self) -> bool:
+        return self.runner.compiles
 
     def run(self, timed: bool = True) -> None:
         """One fit (a failure is recorded, not raised: it must not hide the others); the
-        first of a compiled backend is its warm-up, and ``timed=False`` keeps no time."""
+        first of a compiling runner is its warm-up, and ``timed=False`` keeps no time."""
         try:
-            result = _fit(self.problem, self.X, self.y, self.backend, self.device)
+            theta, seconds = self.runner.fit()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return
-        if self.first_call_s is None and self.backend != "numpy":  # the warm-up compiles
-            self.first_call_s = result.fit_time
+        self.last_s = seconds
+        if self.first_call_s is None and self.compiles:  # the warm-up compiles
+            self.first_call_s = seconds
             return
         if timed:
-            self.times.append(result.fit_time)
-            self.result = result
+            self.times.append(seconds)
+            self.theta = theta
 
     def row(self) -> dict:
-        n, d = self.X.shape
-        row = {"problem": self.problem.name, "n": n, "d": d, "dtype": str(self.X.dtype),
-               "backend": self.backend, "device": self.device, "epochs": self.problem.epochs}
+        runner = self.runner
+        X, y = runner.X, runner.y
+        n, d = X.shape
+        row = {"problem": self.problem.name, "family": self.problem.family, "n": n, "d": d,
+               "dtype": str(X.dtype), "backend": runner.backend, "device": runner.device,
+               "peer": runner.peer, "epochs": self.problem.epochs}
+        if runner.peer:
+            row["version"] = _version(runner.backend)
+        try:
+            row["runner"] = runner.describe()
+        except Exception as exc:
+            row["runner"] = f"{runner.backend} ({type(exc).__name__})"
         if self.error is not None:
             return {**row, "error": self.error}
         row.update(_summary(self.times, self.problem.epochs))
         per_epoch = row["time_per_epoch_s"]
-        bytes_per_epoch = n * (d + 1) * self.X.dtype.itemsize
+        bytes_per_epoch = _bytes_per_epoch(X, y)
         median_fit = per_epoch * self.problem.epochs
         row.update({
             "samples_per_s": n / per_epoch,
@@ -270,12 +265,29 @@ class _Cell:
             "first_call_s": self.first_call_s,
             "compile_s": None if self.first_call_s is None
             else max(0.0, self.first_call_s - median_fit),
-            "final_loss": float(self.result.loss_history[-1]),
-            "theta": _theta(self.result),
+            "objective": objective(self.problem.family, X, y, self.theta),
+            "theta": self.theta,
         })
         return row
 
 
+def _version(peer: str) -> str:
+    """The installed version of a peer's library."""
+    from .machine import library_versions
+
+    name = {"sklearn": "scikit-learn"}.get(peer, peer)
+    return library_versions().get(name) or _module_version(peer)
+
+
+def _module_version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:
+        return "?"
+
+
+#: A cell whose last fit took longer than this gets no untimed wake-up fit.
+WAKE_UP_LIMIT_S = 0.05
 #: Timed fits a cell runs in a row each round.
 BLOCK_FITS = 3
 
@@ -304,11 +316,12 @@ def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
     so that no runner always follows the same one.
 
     Each round a cell runs, once the previous cell's threads are idle (see
-    :func:`_quiesce`), one untimed fit that wakes its own threads up, then up to
-    :data:`BLOCK_FITS` timed fits in a row.
+    :func:`_quiesce`), one untimed fit that wakes its own threads up (not when its
+    last fit took over :data:`WAKE_UP_LIMIT_S`: threads idle for so short a time against
+    so long a fit cost nothing), then up to :data:`BLOCK_FITS` timed fits in a row.
     """
     for cell in cells:
-        if cell.backend != "numpy":
+        if cell.compiles:
             cell.run()
     active = [c for c in cells if c.error is None]
     rounds = 0
@@ -316,7 +329,8 @@ def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
         shift = rounds % len(active)
         for cell in active[shift:] + active[:shift]:
             _quiesce()
-            cell.run(timed=False)  # wakes the cell's own threads up
+            if cell.last_s is None or cell.last_s <= WAKE_UP_LIMIT_S:
+                cell.run(timed=False)  # wakes the cell's own threads up
             for _ in range(BLOCK_FITS):
                 if cell.error is not None or _settled(cell.times, cfg, cell.problem.epochs):
                     break
@@ -328,6 +342,77 @@ def _time_interleaved(cells: list[_Cell], cfg: CompareConfig) -> None:
 
 def _data_cells(cfg: CompareConfig) -> list[tuple[tuple[int, int], str]]:
     return [(size, dtype) for size in cfg.sizes for dtype in cfg.dtypes]
+
+
+def sparse_support() -> str | None:
+    """None when ``fastgd.fit`` trains on a ``scipy.sparse`` CSR X, else why not."""
+    try:
+        import scipy.sparse as sp
+
+        X = sp.csr_matrix(np.eye(4))
+        fit(X, np.array([0.0, 1.0, 0.0, 1.0]), loss="logistic", batch_size=1, epochs=1,
+            shuffle=False, backend="numpy")
+    except Exception as exc:
+        return f"fastgd.fit does not accept sparse X yet ({type(exc).__name__}: {exc})"
+    return None
+
+
+def curve_cell(cfg: CompareConfig) -> tuple[tuple[int, int], str] | None:
+    """The data set (size, dtype) of the time-to-a-model curves, None without curves: the
+    largest size with at most :data:`CURVE_MAX_N` rows (else the smallest), float64 when
+    it is compared (else the first dtype)."""
+    if not cfg.curves or not cfg.sizes:
+        return None
+    small = [s for s in cfg.sizes if s[0] <= CURVE_MAX_N]
+    size = max(small) if small else min(cfg.sizes)
+    return size, "float64" if "float64" in cfg.dtypes else cfg.dtypes[0]
+
+
+def _record_curve(cell: _Cell, X, y, budget_s: float) -> dict:
+    """The runner's objective after each of ``curve_epochs`` epochs against its training
+    seconds, from 0 at the start (zero parameters); a compiling runner first runs one
+    untimed epoch (the curve's programs may differ from the timed fit's)."""
+    runner, problem = cell.runner, cell.problem
+    n, d = X.shape
+    entry = {"problem": problem.name, "family": problem.family, "n": n, "d": d,
+             "dtype": str(X.dtype), "backend": runner.backend, "device": runner.device,
+             "max_epochs": problem.curve_epochs}
+    try:
+        if runner.compiles:
+            runner.curve(1)
+        _quiesce()
+        times, thetas = runner.curve(problem.curve_epochs, budget_s)
+    except Exception as exc:
+        return {**entry, "error": f"{type(exc).__name__}: {exc}"}
+    start = np.zeros_like(thetas[0])
+    values = [objective(problem.family, X, y, th) for th in [start, *thetas]]
+    return {**entry, "epochs": len(thetas), "times_s": [0.0, *map(float, times)],
+            "objective": values}
+
+
+def _targets_and_peers(cfg: CompareConfig) -> tuple[tuple[str, ...], list, tuple[str, ...]]:
+    backends = tuple(cfg.backends) or tuple(available_backends())
+    peers = available_peers() if cfg.peers is None else tuple(cfg.peers)
+    return backends, _device_targets(backends), peers
+
+
+def _run_problem(problem: Problem, X, y, cfg: CompareConfig, runner_args: tuple,
+                 with_curves: bool) -> tuple[list[dict], list[dict]]:
+    """Time every runner of one problem on one data set: (result rows, curves)."""
+    cells = [_Cell(r) for r in make_runners(problem, X, y, *runner_args)]
+    _time_interleaved(cells, cfg)
+    curves = [_record_curve(c, X, y, cfg.curve_budget_s)
+              for c in cells if c.error is None] if with_curves else []
+    rows = [cell.row() for cell in cells]
+    reference = next((r.get("theta") for r in rows
+                      if r["backend"] == "numpy" and not r["peer"]), None)
+    if reference is None and all(r["backend"] != "numpy" for r in rows):
+        try:
+            reference = make_runners(problem, X, y, [("numpy", "cpu")], (), ())[0].fit()[0]
+        except Exception:
+            reference = None
+    _add_checks(rows, reference)
+    return rows, curves
 
 
 def run_compare(cfg: CompareConfig, progress: bool = True, stream=None) -> dict:
@@ -343,272 +428,129 @@ def run_compare(cfg: CompareConfig, progress: bool = True, stream=None) -> dict:
     Returns
     -------
     dict
-        ``{"fastgd_version", "created", "machine", "bandwidth", "settings", "results"}``;
-        each result row is a dict of plain numbers and strings (see :func:`format_table`).
+        ``{"fastgd_version", "created", "machine", "bandwidth", "settings", "results",
+        "curves", "best_objective", "skipped"}``; each result row and each curve is a
+        dict of plain numbers and strings (see :func:`format_table`).
     """
-    backends = tuple(cfg.backends) or tuple(available_backends())
-    targets = _device_targets(backends)
-    n_cells = len(_data_cells(cfg)) * len(cfg.problems)
+    backends, targets, peers = _targets_and_peers(cfg)
+    platforms = tuple(jax_platforms()) if "optax" in peers else ()
+    runner_args = (sorted(targets, key=lambda t: t[0] != "numpy"), peers, platforms)
+    problems, skipped = _supported(cfg.problems)
+    n_cells = len(_data_cells(cfg)) * len(problems)
     bar = tqdm(total=n_cells + 1, unit="cell", file=stream or sys.stderr, disable=not progress)
     bandwidth = measure_bandwidth(cfg.bandwidth_bytes, cfg.bandwidth_repeat)
     bar.set_postfix_str(f"memory bandwidth {bandwidth['bandwidth_gbs']:.1f} GB/s")
     bar.update(1)
-    rows = []
-    ordered = sorted(targets, key=lambda t: t[0] != "numpy")
+    rows, curves = [], []
+    curve_at = curve_cell(cfg)
     for (n, d), dtype in _data_cells(cfg):
-        X, y, _ = make_regression(n, d, dtype=np.dtype(dtype), seed=0)
-        for problem_name in cfg.problems:
-            problem = PROBLEMS[problem_name]
-            bar.set_postfix_str(f"{problem_name} {n}x{d} {dtype}")
-            cells = [_Cell(problem, X, y, b, dev) for b, dev in ordered]
-            _time_interleaved(cells, cfg)
-            cell_rows = [cell.row() for cell in cells]
-            reference = next((r.get("theta") for r in cell_rows if r["backend"] == "numpy"), None)
-            if reference is None and "numpy" not in backends:
-                reference = _theta(_fit(problem, X, y, "numpy", "cpu"))
-            _add_parity(cell_rows, reference, bandwidth["bandwidth_gbs"])
-            rows.extend(cell_rows)
-            bar.update(1)
+        for family in dict.fromkeys(PROBLEMS[p].family for p in problems):
+            X, y = make_data(family, n, d, dtype)
+            for name in (p for p in problems if PROBLEMS[p].family == family):
+                bar.set_postfix_str(f"{name} {n}x{X.shape[1]} {dtype}")
+                problem_rows, problem_curves = _run_problem(
+                    PROBLEMS[name], X, y, cfg, runner_args, curve_at == ((n, d), dtype))
+                rows.extend(_with_bandwidth(problem_rows, bandwidth["bandwidth_gbs"]))
+                curves.extend(problem_curves)
+                bar.update(1)
     bar.close()
+    best = add_time_to_target([c for c in curves if "error" not in c], rows)
     return {
         "fastgd_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(),
         "bandwidth": bandwidth,
-        "settings": _settings(cfg, backends, targets),
+        "settings": _settings(cfg, backends, targets, peers, curve_at),
         "results": rows,
+        "curves": curves,
+        "best_objective": best,
+        "skipped": skipped,
     }
 
 
-def _add_parity(rows: list[dict], reference: np.ndarray | None, bandwidth_gbs: float) -> None:
-    """Fill in the share of bandwidth and the parameter differences from the numpy backend."""
+def _supported(names: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """The problems to run, and those skipped with the reason (sparse X while ``fit``
+    does not accept it)."""
+    sparse = [p for p in names if FAMILIES[PROBLEMS[p].family].sparse]
+    reason = sparse_support() if sparse else None
+    if reason is None:
+        return list(names), []
+    return [p for p in names if p not in sparse], [{"problem": p, "reason": reason}
+                                                   for p in sparse]
+
+
+def _with_bandwidth(rows: list[dict], bandwidth_gbs: float) -> list[dict]:
+    for row in rows:
+        if "effective_gbs" in row:
+            row["pct_bandwidth"] = 100.0 * row["effective_gbs"] / bandwidth_gbs
+    return rows
+
+
+def _add_checks(rows: list[dict], reference: np.ndarray | None) -> None:
+    """The answer checks: each row's parameter differences from the numpy backend's, and
+    ``check`` "ok", "n/a" (no reference) or why it failed (see :data:`CHECK_RTOL`)."""
     for row in rows:
         theta = row.pop("theta", None)
         if theta is None:
             continue
-        row["pct_bandwidth"] = 100.0 * row["effective_gbs"] / bandwidth_gbs
         if reference is None:
             row["max_abs_param_diff"] = row["max_rel_param_diff"] = None
+            row["check"] = "n/a"
             continue
         diff = float(np.max(np.abs(theta - reference)))
-        row["max_abs_param_diff"] = diff
-        row["max_rel_param_diff"] = diff / max(float(np.max(np.abs(reference))), 1e-300)
+        rel = diff / max(float(np.max(np.abs(reference))), 1e-300)
+        row["max_abs_param_diff"], row["max_rel_param_diff"] = diff, rel
+        tol = CHECK_RTOL[row["dtype"]]
+        row["check"] = "ok" if rel <= tol else (
+            f"parameters differ from numpy's by {rel:.2g} (relative) > {tol:g}")
 
 
-def _settings(cfg: CompareConfig, backends, targets) -> dict:
+def _settings(cfg: CompareConfig, backends, targets, peers, curve_at) -> dict:
     return {
         "quick": cfg.quick,
         "sizes": [list(s) for s in cfg.sizes],
         "dtypes": list(cfg.dtypes),
         "backends": list(backends),
         "targets": [f"{b}/{dev}" for b, dev in targets],
+        "peers": list(peers),
         "repeat": cfg.repeat,
         "budget_s": cfg.budget_s,
         "min_runs": cfg.min_runs,
         "stable_spread": cfg.stable_spread,
+        "families": {name: dataclasses.asdict(f) for name, f in FAMILIES.items()
+                     if any(PROBLEMS[p].family == name for p in cfg.problems)},
         "problems": {
             name: {
+                "family": PROBLEMS[name].family,
                 "label": PROBLEMS[name].label,
                 "optimizer": repr(PROBLEMS[name].optimizer),
                 "batch_size": PROBLEMS[name].batch_size,
                 "epochs": PROBLEMS[name].epochs,
+                "curve_epochs": PROBLEMS[name].curve_epochs,
                 "shuffle": PROBLEMS[name].shuffle,
                 "seed": 0,
             }
             for name in cfg.problems
         },
-        "timing": "median of FitResult.fit_time over the timed fits, divided by epochs; the "
-        "backends of a cell are warmed up, then fitted in interleaved rounds (rotating "
+        "curve_data": None if curve_at is None else {
+            "size": list(curve_at[0]), "dtype": curve_at[1]},
+        "timing": "median of the timed fits' seconds (fastgd: FitResult.fit_time; peers: "
+        "their training call, see fastgd.compare_runners), divided by epochs; the "
+        "runners of a cell are warmed up, then fitted in interleaved rounds (rotating "
         "order; each round, once the threads of the previous runner are idle, one "
         f"untimed fit, then up to {BLOCK_FITS} timed ones in a row) "
         "until each has min_runs fits with spread (IQR / median) <= stable_spread, "
         "repeat fits, or budget_s seconds of fits; a spread above "
         f"{UNSTABLE_SPREAD} marks the figure unstable",
-        "effective_gbs": "n*(d+1)*itemsize bytes per epoch / time per epoch, 1 GB = 1e9 B",
-        "final_loss": "last entry of FitResult.loss_history (mean batch objective of the "
-        "last epoch, each batch evaluated before its update)",
-        "param_diff": "max |theta - theta_numpy| over weights and intercept, same dtype",
+        "effective_gbs": "n*(d+1)*itemsize bytes per epoch (CSR: values, indices, row "
+        "pointers and y) / time per epoch, 1 GB = 1e9 B",
+        "objective": "the family's training objective (mean loss + alpha/2 |w|^2) at the "
+        "final parameters, float64",
+        "param_diff": "max |theta - theta_numpy| over weights and intercepts, same dtype; "
+        f"check fails above {CHECK_RTOL} relative to max |theta_numpy|",
+        "curve_budget_s": cfg.curve_budget_s,
+        "curves": "one data set per family (curve_data); every runner trains curve_epochs "
+        "epochs (fewer once curve_budget_s has passed), the parameters are copied after "
+        "each epoch and the objective evaluated afterwards; times are training seconds, "
+        "the copies left out",
     }
-
-
-# ----------------------------------------------------------------------- reporting
-
-
-def _fmt_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _fmt_count(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g}"
-
-
-def _fmt_percent(value: float) -> str:
-    """Whole percent from 10 % up, two significant digits below (in-cache runs exceed 100 %)."""
-    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%"
-
-
-def _fmt_optional(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-_COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
-    ("problem", lambda r: r["problem"]),
-    ("n x d", lambda r: f"{r['n']}x{r['d']}"),
-    ("dtype", lambda r: r["dtype"]),
-    ("backend", lambda r: r["backend"]),
-    ("device", lambda r: r["device"]),
-    ("time/epoch", lambda r: _fmt_time(r["time_per_epoch_s"]) + (" ~" if r["unstable"] else "")),
-    ("min", lambda r: _fmt_time(r["min_per_epoch_s"])),
-    ("spread", lambda r: f"{100 * r['spread']:.0f}%"),
-    ("runs", lambda r: str(r["runs"])),
-    ("samples/s", lambda r: _fmt_count(r["samples_per_s"])),
-    ("GB/s", lambda r: f"{r['effective_gbs']:.3g}"),
-    ("% bw", lambda r: _fmt_percent(r["pct_bandwidth"])),
-    ("final loss", lambda r: f"{r['final_loss']:.6g}"),
-    ("max abs Δθ vs numpy", lambda r: _fmt_optional(r["max_abs_param_diff"], ".1e")),
-)
-
-
-def _cells_of(row: dict) -> list[str]:
-    if "error" in row:
-        head = [fn(row) for _, fn in _COLUMNS[:5]]
-        return head + ["failed: " + row["error"][:60]] + [""] * (len(_COLUMNS) - 6)
-    return [fn(row) for _, fn in _COLUMNS]
-
-
-def format_table(report: dict, markdown: bool = False) -> str:
-    """The results as a text table (or a markdown table), preceded by the bandwidth line."""
-    header = [name for name, _ in _COLUMNS]
-    body = [_cells_of(r) for r in report["results"]]
-    bw = report["bandwidth"]
-    intro = (
-        f"Measured memory bandwidth: {bw['bandwidth_gbs']:.1f} GB/s "
-        f"(numpy sum {bw['sum_gbs']:.1f}, BLAS gemv {bw['gemv_gbs']:.1f}) on "
-        f"{report['machine']['cpu_model']}, {report['machine']['threads']['cpus_usable']} CPUs."
-    )
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return intro + "\n\n" + "\n".join(lines)
-    widths = [max(len(h), *(len(c[i]) for c in body)) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*cells) for cells in body]
-    return intro + "\n" + "\n".join(lines)
-
-
-def save_json(report: dict, path: Path) -> None:
-    """Write the report as JSON (every figure, the settings and the machine description)."""
-    path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def save_plot(report: dict, path: Path) -> None:
-    """Plot effective GB/s against the size of X, one panel per problem and dtype.
-
-    One line per backend/device through the medians, with interquartile-range error bars
-    (unstable cells hollow); the measured memory bandwidth is drawn as a dashed line.
-
-    Raises
-    ------
-    ImportError
-        When matplotlib is not installed (``pip install "fastgd[plot]"``).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import ticker
-
-    rows = [r for r in report["results"] if "error" not in r]
-    problems = list(dict.fromkeys(r["problem"] for r in rows))
-    dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
-    targets = list(dict.fromkeys(f"{r['backend']}/{r['device']}" for r in rows))
-    bandwidth = report["bandwidth"]["bandwidth_gbs"]
-    fig, axes = plt.subplots(
-        len(dtypes), len(problems), figsize=(4.6 * len(problems) + 1, 3.6 * len(dtypes) + 1),
-        squeeze=False, sharex=True, sharey=True,
-    )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, dtype in enumerate(dtypes):
-        for j, problem in enumerate(problems):
-            ax = axes[i][j]
-            for k, target in enumerate(targets):
-                cells = sorted(
-                    (r for r in rows if r["problem"] == problem and r["dtype"] == dtype
-                     and f"{r['backend']}/{r['device']}" == target),
-                    key=lambda r: r["bytes_per_epoch"],
-                )
-                if cells:
-                    _plot_target(ax, cells, colors[k % len(colors)], target)
-            ax.axhline(bandwidth, color="black", linestyle="--", linewidth=1,
-                       label=f"measured bandwidth {bandwidth:.1f} GB/s")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.grid(True, which="both", alpha=0.3)
-            label = report["settings"]["problems"].get(problem, {}).get("label", problem)
-            ax.set_title(f"{label}\n{dtype}", fontsize=10)
-            if i == len(dtypes) - 1:
-                ax.set_xlabel("X and y read per epoch (MB, log scale)")
-            if j == 0:
-                ax.set_ylabel("effective GB/s (higher is faster)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
-    machine = report["machine"]
-    fig.suptitle(
-        f"fastgd {report['fastgd_version']}: throughput against problem size — "
-        f"{machine['cpu_model']}, {machine['threads']['cpus_usable']} CPUs",
-        fontsize=11,
-    )
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_target(ax, cells: list[dict], color: str, label: str) -> None:
-    """Median GB/s against size, the interquartile range as error bars; unstable cells
-    (spread above ``UNSTABLE_SPREAD``) as hollow markers."""
-    xs = np.array([r["bytes_per_epoch"] / 1e6 for r in cells])
-    ys = np.array([r["effective_gbs"] for r in cells])
-    low = np.array([r["bytes_per_epoch"] / r["q3_per_epoch_s"] / 1e9 for r in cells])
-    high = np.array([r["bytes_per_epoch"] / r["q1_per_epoch_s"] / 1e9 for r in cells])
-    ax.errorbar(xs, ys, yerr=[ys - low, high - ys], color=color, marker="o", capsize=3,
-                label=label)
-    unstable = np.array([r["unstable"] for r in cells])
-    if unstable.any():
-        ax.plot(xs[unstable], ys[unstable], linestyle="none", marker="o", markersize=9,
-                markerfacecolor="white", color=color)
-
-
-def figure_summary(report: dict) -> str:
-    """One line per backend/device: total compile time and median samples/s."""
-    by_target: dict[str, list[dict]] = {}
-    for row in report["results"]:
-        if "error" not in row:
-            by_target.setdefault(f"{row['backend']}/{row['device']}", []).append(row)
-    lines = []
-    for target, rows in by_target.items():
-        compile_s = sum(r["compile_s"] or 0.0 for r in rows)
-        rate = math.exp(float(np.mean([math.log(r["samples_per_s"]) for r in rows])))
-        lines.append(
-            f"{target}: compile {compile_s:.2f} s in total, geometric-mean {_fmt_count(rate)} "
-            "samples/s"
-        )
-    return "\n".join(lines)

@@ -52,7 +52,8 @@ def test_python_dash_m_runs_the_same_command():
 
 def test_compare_writes_sane_json_and_png(capsys, tmp_path):
     code, out, err = _run(
-        capsys, *TINY, "--backends", "numpy", "--sizes", "128x4,1024x4", "--out", str(tmp_path)
+        capsys, *TINY, "--backends", "numpy", "--peers", "none", "--problems", "squared",
+        "--sizes", "128x4,1024x4", "--dtype", "both", "--out", str(tmp_path)
     )
     assert code == 0, err
     report = json.loads((tmp_path / "compare.json").read_text())
@@ -73,8 +74,8 @@ def test_compare_writes_sane_json_and_png(capsys, tmp_path):
         itemsize = 4 if r["dtype"] == "float32" else 8
         assert r["bytes_per_epoch"] == r["n"] * (r["d"] + 1) * itemsize
         assert math.isclose(r["pct_bandwidth"], 100 * r["effective_gbs"] / bandwidth)
-        assert math.isfinite(r["final_loss"]) and r["final_loss"] >= 0
-        assert r["max_abs_param_diff"] == 0.0  # numpy against itself
+        assert math.isfinite(r["objective"]) and r["objective"] >= 0
+        assert r["max_abs_param_diff"] == 0.0 and r["check"] == "ok"  # numpy against itself
     machine = report["machine"]
     assert machine["cpu_count"] >= 1 and machine["cpu_model"]
     assert machine["versions"]["numpy"] == np.__version__
@@ -90,26 +91,27 @@ def test_compare_writes_sane_json_and_png(capsys, tmp_path):
 def test_compare_every_backend_agrees_with_numpy(capsys, tmp_path):
     code, out, err = _run(
         capsys, *TINY, "--sizes", "256x8", "--dtype", "float64", "--markdown",
-        "--out", str(tmp_path),
+        "--problems", "squared", "--peers", "none", "--no-curves", "--out", str(tmp_path),
     )
     assert code == 0, err
     rows = json.loads((tmp_path / "compare.json").read_text())["results"]
     targets = {r["backend"] for r in rows}
     assert targets == set(fastgd.available_backends())
     for r in rows:
-        assert r["max_rel_param_diff"] <= 1e-9, r
+        assert r["max_rel_param_diff"] <= 1e-9 and r["check"] == "ok", r
         if r["backend"] != "numpy":
             assert r["first_call_s"] is not None and r["compile_s"] >= 0
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| problem | n x d | dtype | backend | device | time/epoch")
+    assert table[0].endswith("| check | t to 1e-3 | max abs Δθ vs numpy |")
     assert len(table) == 1 + len(rows)
 
 
 def test_compare_without_matplotlib_still_writes_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     code, _, err = _run(
-        capsys, *TINY, "--backends", "numpy", "--problems", "gd", "--sizes", "64x2",
-        "--out", str(tmp_path),
+        capsys, *TINY, "--backends", "numpy", "--peers", "none", "--problems", "gd",
+        "--sizes", "64x2", "--out", str(tmp_path),
     )
     assert code == 0
     assert (tmp_path / "compare.json").exists()
@@ -124,6 +126,8 @@ def test_compare_without_matplotlib_still_writes_json(capsys, tmp_path, monkeypa
         (["compare", "--sizes", "100x0"], "bad size '100x0'"),
         (["compare", "--backends", "torch"], "unknown backend 'torch'; choose from numpy"),
         (["compare", "--problems", "lbfgs"], "unknown problem 'lbfgs'; choose from sgd"),
+        (["compare", "--problems", "lbfgs"], "or a family (squared, hinge, logistic"),
+        (["compare", "--peers", "caffe"], "unknown peer 'caffe'; choose from sklearn"),
         (["compare", "--dtype", "float16"], "invalid choice: 'float16'"),
         (["compare", "--repeat", "0"], "must be a positive integer, got '0'"),
         (["compare", "--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -145,18 +149,20 @@ def test_out_must_be_a_directory(capsys, tmp_path):
 def test_compare_rounds_time_blocks_after_an_untimed_fit(monkeypatch):
     """Each round: one untimed fit, then timed ones; times stop at ``repeat`` fits."""
     from fastgd import compare
+    from fastgd.compare_runners import FastgdRunner
 
     calls = []
-    real_fit = compare._fit
+    real_fit = FastgdRunner.fit
 
-    def counted(problem, X, y, backend, device):
-        calls.append(backend)
-        return real_fit(problem, X, y, backend, device)
+    def counted(runner):
+        calls.append(runner.backend)
+        return real_fit(runner)
 
-    monkeypatch.setattr(compare, "_fit", counted)
+    monkeypatch.setattr(FastgdRunner, "fit", counted)
     X, y, _ = fastgd.make_regression(64, 4, seed=0)
     cfg = compare.CompareConfig(repeat=4, budget_s=60.0, min_runs=4, stable_spread=10.0)
-    cells = [compare._Cell(compare.PROBLEMS["gd"], X, y, b, "cpu") for b in ("numpy", "numba")]
+    problem = compare.PROBLEMS["gd"]
+    cells = [compare._Cell(FastgdRunner(problem, X, y, b, "cpu")) for b in ("numpy", "numba")]
     compare._time_interleaved(cells, cfg)
     for cell in cells:
         assert cell.error is None and len(cell.times) == 4
