@@ -155,7 +155,8 @@ PROBLEMS: dict[str, Problem] = _problems(
 
 
 def select_problems(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Problem names for ``--problems``: each item a problem or a family (all its problems).
+    """Problem names for ``--problems``: each item a problem or a family (all its problems),
+    in :data:`PROBLEMS`' order.
 
     Raises
     ------
@@ -173,8 +174,8 @@ def select_problems(names: tuple[str, ...]) -> tuple[str, ...]:
                 f"unknown problem {name!r}; choose from {', '.join(PROBLEMS)} or a family "
                 f"({', '.join(FAMILIES)})"
             )
-        chosen.extend(p for p in found if p not in chosen)
-    return tuple(chosen)
+        chosen.extend(found)
+    return tuple(p for p in PROBLEMS if p in chosen)
 
 
 # --------------------------------------------------------------------------- data
