@@ -143,6 +143,11 @@ Design notes
     rows of every process (one more tiny all-gather).
   - A process that dies is noticed by jax's coordination service (heartbeats): the
     others are terminated by jax instead of waiting forever.
+* **Sparse X** (a scipy.sparse matrix, or a :class:`fastgd.sparse.CsrRows`): ``prepare``
+  returns a ``sparse.SparseData`` (the CSR arrays on the device) and ``loss_grad`` and
+  ``run_epochs`` run the programs of ``sparse`` (padded row blocks gathered per batch;
+  its docstring states the memory cost). Only they carry the model's
+  ``intercept_decay``: a dense X with a value other than 1 raises NotImplementedError.
 * **Compilation cache.** On import, if the user has not configured jax's persistent
   compilation cache, it is pointed at ``$FASTGD_JAX_CACHE_DIR`` (default
   ``~/.cache/fastgd/jax``) with no minimum compile time, so a new process reuses the
@@ -156,6 +161,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from ...sparse import CsrRows, is_sparse
 from ...specs import OPT_ADAGRAD, LoweredModel, LoweredOptimizer
 from .batches import Data, _block_rows, _model_hyper, _model_static
 from .devices import (
@@ -168,6 +174,7 @@ from .devices import (
 )
 from .epochs import _loss_grad_program, _run_epochs_on_mesh, _run_program, _update_program
 from .runtime import _x64
+from .sparse import SparseData, _prepare_sparse, _run_sparse_epochs, _sparse_loss_grad
 from .staging import _cpu_aligned, _padded_epochs
 from .updates import State, _opt_hyper, _opt_static
 
@@ -220,6 +227,8 @@ def prepare(
         If ``device`` is not one of the above or not present on this machine, or if the
         processes' data differ in features, outputs or dtype.
     """
+    if is_sparse(X) or isinstance(X, CsrRows):
+        return _prepare_sparse(X, Y, theta, device, sample_weight)
     target = _placement(device)
     if isinstance(target, Mesh):
         return _prepare_on_mesh(target, X, Y, theta, sample_weight)
@@ -268,6 +277,9 @@ def loss_grad(data: Data, theta: jax.Array, model: LoweredModel) -> tuple[jax.Ar
         Its gradient with respect to ``theta``; the intercept row is 0 when the intercept
         is not trained; the l1 term contributes ``l1·sign(W)`` (0 at w = 0).
     """
+    if isinstance(data, SparseData):
+        return _sparse_loss_grad(data, theta, model)
+    _dense_only(model)
     n, d = data.X.shape
     layout = _layout_of(data)
     if layout is not None:
@@ -283,6 +295,15 @@ def loss_grad(data: Data, theta: jax.Array, model: LoweredModel) -> tuple[jax.Ar
             data, theta, _model_hyper(model), static=_model_static(model),
             block_rows=_block_rows(n, d, np.dtype(data.X.dtype).itemsize, on_cpu),
         )  # fmt: skip
+
+
+def _dense_only(model: LoweredModel) -> None:
+    """Raise NotImplementedError for what the dense programs do not carry."""
+    if model.intercept_decay != 1.0:
+        raise NotImplementedError(
+            f"intercept_decay={model.intercept_decay!r} is supported on a sparse X only by "
+            f"the {NAME} backend"
+        )
 
 
 def init_state(theta: jax.Array, opt: LoweredOptimizer) -> State:
@@ -392,6 +413,9 @@ def run_epochs(
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
         evaluated before each batch's update.
     """
+    if isinstance(data, SparseData):
+        return _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt)
+    _dense_only(model)
     if _layout_of(data) is not None:
         return _run_epochs_on_mesh(data, theta, state, orders, batch_size, model, opt)
     n_epochs, n = orders.shape

@@ -1,0 +1,286 @@
+"""Sparse X (CSR) in the jax backend: the same program on a CPU and a GPU.
+
+Design: the CSR arrays go to the device as they are (``indptr`` int64, column indices
+int32 or int64, values float32 or float64) with the longest row's length ``L`` (static).
+A batch of m rows is gathered into a padded (m, L) block: positions
+``indptr[i] + 0..L-1``, masked past each row's end (the masked values are 0, their
+column 0), so every batch has a static shape whatever its rows hold. The predictions are
+``Σ_l values·W[columns]`` and ``jax.value_and_grad`` of the batch's loss sum scatters
+the gradient back (``W[columns]``'s transpose is a scatter-add). A full batch is walked in
+blocks of ``_FULL_BATCH_BLOCK_ENTRIES / L`` rows (a ``lax.fori_loop``, the last block
+masked), so the temporaries stay small.
+
+Memory: the CSR itself on the device (nnz·(itemsize + index size) + 8·(n + 1) bytes;
+on a CPU device the host arrays are used in place when aligned, else copied once), plus
+per batch (or block) temporaries of m·L·(index size + itemsize·(1 + K)) bytes. Rows
+much longer than the mean make every batch pay for the longest one.
+
+The loop over a chunk of epochs (:func:`_sparse_epochs`) mirrors the dense program's
+(``epochs._epochs``): the optimizer's step, the l1 term with the SGD optimizer (truncation
+of every weight for batches of one sample, a proximal step otherwise), averaging, and the
+intercepts' gradient multiplied by ``intercept_decay``. Passive-aggressive schedules and
+the one-class SVM's intercept slope are not supported on sparse X here
+(NotImplementedError).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ...sparse import CsrRows, csr_rows
+from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer
+from .batches import _join, _model_hyper, _model_static, _one_column, _split
+from .devices import _resolve_device
+from .epochs import _average_step
+from .losses import _clipped_sample_losses, _penalty, _sample_losses
+from .runtime import _x64
+from .staging import _cpu_aligned
+from .updates import _l1_rule, _l1_step, _learning_rate, _opt_hyper, _opt_static, _update_step
+
+#: Padded entries (rows x L) per block of a full batch.
+_FULL_BATCH_BLOCK_ENTRIES = 1 << 18
+
+
+class SparseData:
+    """A sparse fit's data on a jax device (a pytree: the arrays are its leaves, ``d`` and
+    ``longest`` its static part).
+
+    Attributes
+    ----------
+    X : CsrRows
+        ``indptr`` (n + 1,) int64, ``indices`` (nnz,), ``values`` (nnz,) on the device;
+        ``n_features`` d.
+    Y : jax.Array, shape (n, T), or (n,) inside the programs for one column
+    weight : jax.Array of shape (n,) or None
+    longest : int
+        The most values any row stores (at least 1): the padded width L.
+    """
+
+    def __init__(self, X: CsrRows, Y, weight, longest: int):
+        self.X, self.Y, self.weight, self.longest = X, Y, weight, int(longest)
+
+    def with_targets(self, Y) -> SparseData:
+        """The same rows with other targets."""
+        return SparseData(self.X, Y, self.weight, self.longest)
+
+
+jax.tree_util.register_pytree_node(
+    SparseData,
+    lambda s: ((s.X.indptr, s.X.indices, s.X.values, s.Y, s.weight), (s.X.n_features, s.longest)),
+    lambda aux, c: SparseData(CsrRows(c[0], c[1], c[2], aux[0]), c[3], c[4], aux[1]),
+)
+
+
+def _prepare_sparse(X, Y, theta, device, sample_weight):
+    """:func:`fastgd.backends.jax.prepare` for a sparse X (scipy CSR or CsrRows)."""
+    rows = csr_rows(X)
+    indptr = np.asarray(rows.indptr)
+    longest = max(1, int(np.max(np.diff(indptr))))
+    if sample_weight is not None and bool(np.all(np.asarray(sample_weight) == 1)):
+        sample_weight = None
+    target = _resolve_device(device)
+    arrays = [np.asarray(a) for a in (rows.indptr, rows.indices, rows.values, Y)]
+    arrays.append(None if sample_weight is None else np.asarray(sample_weight))
+    if target.platform == "cpu":
+        arrays = [None if a is None else _cpu_aligned(a) for a in arrays]
+    with _x64():
+        placed, theta = jax.device_put((arrays, theta), target)
+    indptr, indices, values, Y, weight = placed
+    return SparseData(CsrRows(indptr, indices, values, rows.n_features), Y, weight, longest), theta
+
+
+def _check_supported(model: LoweredModel, opt: LoweredOptimizer | None = None) -> None:
+    """Raise NotImplementedError for what the sparse programs do not carry."""
+    if opt is not None and opt.schedule_code in PA_SCHEDULES:
+        raise NotImplementedError("passive-aggressive steps on a sparse X: use backend='numpy'")
+    if getattr(model, "intercept_slope", 0.0):
+        raise NotImplementedError("the one-class SVM on a sparse X: use backend='numpy'")
+
+
+# ------------------------------------------------------------------ a batch's gradient
+
+
+def _gather(data: SparseData, rows: jax.Array, valid: jax.Array):
+    """The padded block of ``rows`` (m,): columns (m, L), values (m, L) (0 where masked or
+    for an invalid row), targets (m, T) and weights (m,) or None."""
+    X = data.X
+    width = jnp.arange(data.longest)
+    start = X.indptr[rows]
+    length = jnp.where(valid, X.indptr[rows + 1] - start, 0)
+    inside = width[None, :] < length[:, None]
+    pos = jnp.where(inside, start[:, None] + width[None, :], 0)
+    cols = jnp.where(inside, X.indices[pos], 0)
+    vals = jnp.where(inside, X.values[pos], 0)
+    weight = None if data.weight is None else jnp.where(valid, data.weight[rows], 0)
+    return cols, vals, data.Y[rows], weight, valid
+
+
+def _loss_sum(params, block, model_hyper, static):
+    """Σ over the block's valid rows of the (weighted) loss; also in float64."""
+    W, b = params
+    if not static.fit_intercept:
+        b = lax.stop_gradient(b)
+    cols, vals, Y, weight, valid = block
+    P = jnp.einsum("ml,ml...->m...", vals.astype(W.dtype), W[cols]) + b
+    eps = model_hyper[0].astype(W.dtype)
+    if static.clipped:
+        losses = _clipped_sample_losses(static.loss_code, P, Y, eps, model_hyper[3].astype(W.dtype))
+    else:
+        losses = _sample_losses(P, Y, static.loss_code, eps)
+    losses = jnp.where(valid, losses, 0)
+    if weight is not None:
+        losses = losses * weight
+    return jnp.sum(losses), jnp.sum(losses.astype(jnp.float64))
+
+
+_loss_sum_grad = jax.value_and_grad(_loss_sum, has_aux=True)
+
+
+def _batch_loss_grad(params, data, rows, valid, m, model_hyper, static, decay, l1_in_grad):
+    """The objective of a batch (mean weighted loss + penalty, float64) and its gradient;
+    the intercepts' gradient times ``decay``. ``m`` is the batch's real size."""
+    (_, total64), (gW, gb) = _loss_sum_grad(params, _gather(data, rows, valid), model_hyper, static)
+    return _finish(params, total64, gW, gb, m, model_hyper, static, decay, l1_in_grad)
+
+
+def _finish(params, total64, gW, gb, m, model_hyper, static, decay, l1_in_grad):
+    W = params[0]
+    gW, gb = gW / m, gb / m * decay.astype(gb.dtype)
+    report = total64 / m
+    if static.penalized:
+        l2 = model_hyper[1].astype(W.dtype)
+        l1 = model_hyper[2].astype(W.dtype) if l1_in_grad else jnp.zeros((), W.dtype)
+        penalty, penalty_grad = jax.value_and_grad(_penalty)(W, l2, l1)
+        gW = gW + penalty_grad
+        report = report + 0.5 * model_hyper[1] * jnp.vdot(W, W).astype(jnp.float64)
+        report = report + model_hyper[2] * jnp.sum(jnp.abs(W)).astype(jnp.float64)
+    return report, (gW, gb)
+
+
+def _full_batch_loss_grad(params, data, n, model_hyper, static, decay, l1_in_grad):
+    """:func:`_batch_loss_grad` over every row, in blocks (see the module docstring)."""
+    block = max(1, min(n, _FULL_BATCH_BLOCK_ENTRIES // data.longest))
+    n_blocks = -(-n // block)
+
+    def one(i, acc):
+        rows = i * block + jnp.arange(block)
+        valid = rows < n
+        rows = jnp.where(valid, rows, 0)
+        (_, total64), g = _loss_sum_grad(params, _gather(data, rows, valid), model_hyper, static)
+        return acc[0] + total64, jax.tree.map(jnp.add, acc[1], g)
+
+    acc = (jnp.zeros((), jnp.float64), jax.tree.map(jnp.zeros_like, params))
+    total64, (gW, gb) = lax.fori_loop(0, n_blocks, one, acc)
+    return _finish(params, total64, gW, gb, n, model_hyper, static, decay, l1_in_grad)
+
+
+# ---------------------------------------------------------------- the loop of epochs
+
+
+@partial(jax.jit, static_argnames=("static", "opt", "batch_size"))
+def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_hyper, decay, *,
+                   static, opt, batch_size):  # fmt: skip
+    """``n_epochs`` (traced) epochs on sparse rows; see :func:`run_epochs`."""
+    n = data.Y.shape[0]
+    one = _one_column(theta, static)  # one column: vectors, as the dense programs
+    data = data.with_targets(data.Y[:, 0] if one else data.Y)
+    rule = _l1_rule(opt, batch_size, static.l1)
+
+    def train_on(carry, rows, valid, m):
+        params, step, slots, (total, u) = carry
+        if rows is None:
+            report, grad = _full_batch_loss_grad(params, data, n, model_hyper, static, decay,
+                                                 rule is None)  # fmt: skip
+        else:
+            report, grad = _batch_loss_grad(params, data, rows, valid, m, model_hyper, static,
+                                            decay, rule is None)  # fmt: skip
+        params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
+        avg = slots[2]
+        lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
+        if rule == "proximal":
+            W, q, u = _l1_step(rule, params[0], s1[0], u, model_hyper[2], lr)
+            params, s1 = (W, params[1]), (q, s1[1])
+        if opt.average:
+            avg = _average_step(avg, params, step, opt.average)
+        if rule == "truncated":
+            W, q, u = _l1_step(rule, params[0], s1[0], u, model_hyper[2], lr)
+            params, s1 = (W, params[1]), (q, s1[1])
+        return (params, step, (s0, s1, avg), (total + report * m, u)), report
+
+    n_full, rest = divmod(n, batch_size)
+
+    def epoch(e, carry):
+        params, step, slots, u, losses = carry
+        inner = (params, step, slots, (jnp.zeros((), jnp.float64), u))
+        if batch_size >= n:
+            inner, epoch_loss = train_on(inner, None, None, n)
+        else:
+            order = orders[e]
+            batches = order[: n_full * batch_size].reshape(n_full, batch_size)
+            every = jnp.ones(batch_size, dtype=bool)
+            inner, _ = lax.scan(lambda c, idx: train_on(c, idx, every, batch_size), inner,
+                                batches)  # fmt: skip
+            if rest:
+                last = order[n_full * batch_size :]
+                inner, _ = train_on(inner, last, jnp.ones(rest, dtype=bool), rest)
+            epoch_loss = inner[3][0] / n
+        params, step, slots, (_, u) = inner
+        return params, step, slots, u, losses.at[e].set(epoch_loss)
+
+    s1_w, s1_b = _split(slots[1], one)
+    u = jnp.ravel(s1_b)[0].astype(jnp.float64)
+    moments = (_split(slots[0], one), (s1_w, s1_b), _split(slots[2], one))
+    losses = jnp.zeros(orders.shape[0], jnp.float64)
+    carry = (_split(theta, one), step, moments, u, losses)
+    params, step, (s0, s1, avg), u, losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    if rule == "truncated":
+        s1 = (s1[0], jnp.full_like(s1[1], u))
+    return _join(params), step, jnp.stack([_join(s0), _join(s1), _join(avg)]), losses
+
+
+def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
+    """:func:`fastgd.backends.jax.run_epochs` on a :class:`SparseData`."""
+    _check_supported(model, opt)
+    n_epochs, n = orders.shape
+    step, slots = state
+    batch_size = min(int(batch_size), n)
+    padded = 1 << (n_epochs - 1).bit_length()
+    if batch_size >= n:
+        placed_orders = np.zeros((padded, 0), dtype=np.int32)
+    else:
+        placed_orders = np.zeros((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
+        placed_orders[:n_epochs] = orders
+    with _x64():
+        theta, step, slots, losses = _sparse_epochs(
+            data, theta, jnp.asarray(step, dtype=jnp.int64), slots, placed_orders,
+            np.int64(n_epochs), _model_hyper(model), _opt_hyper(opt),
+            np.float64(model.intercept_decay),
+            static=_model_static(model), opt=_opt_static(opt), batch_size=batch_size,
+        )  # fmt: skip
+        epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
+    return theta, (step, slots), epoch_losses
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _sparse_loss_grad_program(data, theta, model_hyper, decay, *, static):
+    one = _one_column(theta, static)
+    data = data.with_targets(data.Y[:, 0] if one else data.Y)
+    params = _split(theta, one)
+    report, grad = _full_batch_loss_grad(params, data, data.Y.shape[0], model_hyper, static,
+                                         decay, True)  # fmt: skip
+    return report, _join(grad)
+
+
+def _sparse_loss_grad(data, theta, model):
+    """:func:`fastgd.backends.jax.loss_grad` on a :class:`SparseData`."""
+    _check_supported(model)
+    with _x64():
+        return _sparse_loss_grad_program(
+            data, theta, _model_hyper(model), np.float64(model.intercept_decay),
+            static=_model_static(model),
+        )
