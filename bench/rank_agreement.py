@@ -6,10 +6,16 @@ Usage (from the repository root)::
     fastgd compare --quick --out results/run2
     python bench/rank_agreement.py results/run1/compare.json results/run2/compare.json
 
-For every cell (problem, shape, dtype) and every pair of runners (backend and device)
-whose median times differ by more than ``--margin`` (20%) in either report, the faster
-runner must be the same in both. Prints each pair compared and exits with status 1 when
-any pair is ranked differently.
+Runners are fastgd's backends on each device and the peers (scikit-learn, optax,
+PyTorch), keyed by (backend, device). Two measures are ranked:
+
+- the median time per epoch, within every cell (problem, shape, dtype);
+- the time to within 1e-3 of the best objective, within every family's curve data set
+  (runners of all the family's problems together), where both reports have it.
+
+For every pair of runners whose figures differ by more than ``--margin`` (20%) in either
+report, the faster runner must be the same in both. Prints each pair ranked differently
+and a count per measure; exits with status 1 when any pair is ranked differently.
 """
 
 from __future__ import annotations
@@ -19,17 +25,32 @@ import itertools
 import json
 import sys
 
+#: The measures ranked: name, the result row's field, how a row's group is named.
+MEASURES = (
+    ("time/epoch", "time_per_epoch_s", lambda r: (r["problem"], f"{r['n']}x{r['d']}",
+                                                  r["dtype"])),
+    ("time to 1e-3", "time_to_target_s", lambda r: (r.get("family", r["problem"]),
+                                                    f"{r['n']}x{r['d']}", r["dtype"])),
+)
 
-def medians(path: str) -> dict[tuple, dict[tuple, float]]:
-    """Median seconds per epoch of each runner, grouped by cell."""
+
+def medians(path: str, field: str = "time_per_epoch_s", group=MEASURES[0][2]) -> dict:
+    """``field`` of each runner, grouped: ``{group: {runner: seconds}}``.
+
+    A runner is (backend, device), with the problem added for the groups that hold
+    several problems (the families' curves); rows without the field (failed, or not on
+    a curve, or that never got within 1e-3) are left out.
+    """
     with open(path) as f:
         report = json.load(f)
     cells: dict[tuple, dict[tuple, float]] = {}
     for row in report["results"]:
-        if "error" in row:
+        if "error" in row or row.get(field) is None:
             continue
-        cell = (row["problem"], f"{row['n']}x{row['d']}", row["dtype"])
-        cells.setdefault(cell, {})[(row["backend"], row["device"])] = row["time_per_epoch_s"]
+        runner = (row["backend"], row["device"])
+        if field != "time_per_epoch_s":
+            runner = (row["problem"], *runner)
+        cells.setdefault(group(row), {})[runner] = row[field]
     return cells
 
 
@@ -39,6 +60,8 @@ def disagreements(first: dict, second: dict, margin: float) -> tuple[int, list[s
     for cell in sorted(first.keys() & second.keys()):
         a, b = first[cell], second[cell]
         for x, y in itertools.combinations(sorted(a.keys() & b.keys()), 2):
+            if min(a[x], a[y], b[x], b[y]) <= 0:
+                continue
             ratio_a, ratio_b = a[x] / a[y], b[x] / b[y]
             if max(ratio_a, 1 / ratio_a, ratio_b, 1 / ratio_b) <= 1 + margin:
                 continue
@@ -57,12 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("second")
     parser.add_argument("--margin", type=float, default=0.2)
     args = parser.parse_args(argv)
-    compared, lines = disagreements(medians(args.first), medians(args.second), args.margin)
-    for line in lines:
-        print(line)
-    print(f"{compared} pairs differ by more than {args.margin:.0%}; "
-          f"{len(lines)} ranked differently")  # fmt: skip
-    return 1 if lines else 0
+    differ = 0
+    for name, field, group in MEASURES:
+        compared, lines = disagreements(medians(args.first, field, group),
+                                        medians(args.second, field, group), args.margin)
+        for line in lines:
+            print(f"{name}: {line}")
+        print(f"{name}: {compared} pairs differ by more than {args.margin:.0%}; "
+              f"{len(lines)} ranked differently")  # fmt: skip
+        differ += len(lines)
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":
