@@ -20,6 +20,8 @@ from .specs import (
     Logistic,
     ModifiedHuber,
     Multinomial,
+    OneClassHinge,
+    PassiveAggressive,
     Perceptron,
     RMSProp,
     Squared,
@@ -43,6 +45,7 @@ __all__ = [
     "Exponential",
     "FitResult",
     "GDClassifier",
+    "GDOneClassSVM",
     "GDRegressor",
     "Hinge",
     "Huber",
@@ -50,6 +53,8 @@ __all__ = [
     "Logistic",
     "ModifiedHuber",
     "Multinomial",
+    "OneClassHinge",
+    "PassiveAggressive",
     "Perceptron",
     "RMSProp",
     "SklearnShuffle",
@@ -71,12 +76,12 @@ __all__ = [
 
 def __getattr__(name: str):
     """The scikit-learn estimators, imported on first use (they need scikit-learn)."""
-    if name in ("GDRegressor", "GDClassifier"):
+    if name in ("GDRegressor", "GDClassifier", "GDOneClassSVM"):
         try:
-            from . import estimators
+            from . import estimators, oneclass
         except ImportError as exc:
             raise ImportError(
                 f"fastgd.{name} needs scikit-learn: pip install 'fastgd[sklearn]' ({exc})"
             ) from exc
-        return getattr(estimators, name)
+        return getattr(oneclass if name == "GDOneClassSVM" else estimators, name)
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")

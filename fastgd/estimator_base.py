@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier
+from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier, is_regressor
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -25,6 +25,7 @@ from .specs import (
     Logistic,
     ModifiedHuber,
     Multinomial,
+    PassiveAggressive,
     Perceptron,
     Squared,
     SquaredEpsilonInsensitive,
@@ -57,7 +58,7 @@ _CLASSIFICATION_LOSSES = {
     "multinomial": lambda eps: Multinomial(),
     **_REGRESSION_LOSSES,
 }
-_LEARNING_RATES = ("constant", "optimal", "invscaling", "adaptive")
+_LEARNING_RATES = ("constant", "optimal", "invscaling", "adaptive", "pa1", "pa2")
 
 
 class _GDBase(BaseEstimator):
@@ -91,6 +92,16 @@ class _GDBase(BaseEstimator):
                 f"learning_rate must be one of {list(_LEARNING_RATES)}, "
                 f"got {self.learning_rate!r}"
             )
+        if self.learning_rate in ("pa1", "pa2"):
+            # scikit-learn's rule: the regressor's take epsilon_insensitive, the others hinge
+            needed = "epsilon_insensitive" if is_regressor(self) else "hinge"
+            if self.loss != needed:
+                raise ValueError(f"learning_rate={self.learning_rate!r} only works with "
+                                 f"loss={needed!r}, got loss={self.loss!r}")  # fmt: skip
+            if self.batch_size != 1:
+                raise ValueError(f"learning_rate={self.learning_rate!r} steps per sample: "
+                                 f"it needs batch_size=1, got batch_size={self.batch_size!r}")
+            return PassiveAggressive(self.eta0, self.learning_rate)
         if self.learning_rate == "optimal":
             return optimal(alpha)
         if self.learning_rate == "invscaling":

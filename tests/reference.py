@@ -46,6 +46,8 @@ from fastgd.specs import (
     SCHED_EXPONENTIAL,
     SCHED_INVSCALING,
     SCHED_OPTIMAL,
+    SCHED_PA1,
+    SCHED_PA2,
 )
 
 Vector = list[float]
@@ -194,9 +196,11 @@ def loss_grad(
     X : sequence of m rows of d floats
     y : sequence of m targets (a float, or a list of K floats / of one class code)
     theta : d + 1 floats, or d + 1 rows of K floats (weights, then intercepts)
-    model : (loss_code, loss_param, l2, l1, fit_intercept[, max_dloss])
+    model : (loss_code, loss_param, l2, l1, fit_intercept[, max_dloss, decay, slope])
         ``max_dloss`` (inf when left out): each ``dloss_ik`` is clipped to
-        ``[-max_dloss, max_dloss]`` before its weight multiplies it.
+        ``[-max_dloss, max_dloss]`` before its weight multiplies it. ``slope`` (0 when
+        left out; ``LoweredModel.intercept_slope``): the objective adds ``slope·b_k`` for
+        each intercept, its gradient ``slope`` (when the intercepts are trained).
     weights : sequence of m floats, optional (all 1)
 
     Returns
@@ -209,6 +213,7 @@ def loss_grad(
     """
     loss_code, loss_param, l2, l1, fit_intercept, *clip = model
     max_dloss = clip[0] if clip else math.inf
+    slope = clip[2] if len(clip) > 2 else 0.0
     theta, vector = as_matrix(theta)
     m, d, K = len(X), len(theta) - 1, len(theta[0])
     weights = [1.0] * m if weights is None else weights
@@ -225,8 +230,9 @@ def loss_grad(
             grad_b[k] += s * dp[k]
     pen_grad = penalty_grad(theta[:d], l2, l1)
     grad = [[grad_w[j][k] / m + pen_grad[j][k] for k in range(K)] for j in range(d)]
-    grad.append([g / m if fit_intercept else 0.0 for g in grad_b])
-    return total / m + penalty(theta[:d], l2, l1), from_matrix(grad, vector)
+    grad.append([g / m + slope if fit_intercept else 0.0 for g in grad_b])
+    value = total / m + penalty(theta[:d], l2, l1) + slope * sum(theta[d])
+    return value, from_matrix(grad, vector)
 
 
 def objective(X, y, theta, model, weights=None) -> float:
@@ -242,7 +248,8 @@ def learning_rate(schedule_code: int, schedule_params: Sequence[float], t: int) 
 
     constant: lr; invscaling: lr0 / t^power_t; exponential: lr0·rate^((t-1)/steps);
     cosine: lr0·((1 - f)·½(1 + cos(π·min(t-1, steps)/steps)) + f);
-    optimal (scikit-learn's): 1 / (alpha·(t0 + t - 1)), parameters (alpha, t0, 0).
+    optimal (scikit-learn's): 1 / (alpha·(t0 + t - 1)), parameters (alpha, t0, 0);
+    pa1, pa2: C (the penalty's rate; the loss's step is :func:`pa_step`'s).
     """
     lr0, a, b = schedule_params
     if schedule_code == SCHED_CONSTANT:
@@ -256,6 +263,8 @@ def learning_rate(schedule_code: int, schedule_params: Sequence[float], t: int) 
         return lr0 * ((1.0 - b) * 0.5 * (1.0 + math.cos(math.pi * done / a)) + b)
     if schedule_code == SCHED_OPTIMAL:
         return 1.0 / (lr0 * (a + t - 1))
+    if schedule_code in (SCHED_PA1, SCHED_PA2):
+        return lr0
     raise ValueError(f"unknown schedule code {schedule_code!r}")
 
 
@@ -401,6 +410,18 @@ def train_step(
         if averaged is not None and step >= averaged[1]:
             average_into(averaged[0], M, step - averaged[1] + 1)
 
+    if opt[2] in (SCHED_PA1, SCHED_PA2):
+        value, M, vector = pa_step(X[0], y[0], theta, model, opt, weights[0])
+        step = state[0] + 1
+        average(M, step)
+        state = (step, state[1])
+        if rule == "subgradient":
+            return value, from_matrix(M, vector), state
+        s1 = as_matrix(state[1][1])[0]
+        u = s1[-1][0] + l1 * opt[3][0]
+        truncate_l1(M, s1[:-1], u)
+        s1[-1] = [u] * len(s1[-1])
+        return value, from_matrix(M, vector), (step, [state[1][0], from_matrix(s1, vector)])
     value, grad = loss_grad(X, y, theta, model, weights)
     if rule == "subgradient":
         theta, state = update(theta, grad, state, opt)
@@ -422,6 +443,40 @@ def train_step(
     truncate_l1(M, s1[:-1], u)
     s1[-1] = [u] * len(s1[-1])
     return value, from_matrix(M, vector), (step, [slots[0], from_matrix(s1, vector)])
+
+
+def pa_step(x, target, theta, model, opt, s) -> tuple[float, Matrix, bool]:
+    """scikit-learn's passive-aggressive step on one sample ``x`` of weight ``s``.
+
+    With C = the schedule's first parameter and per output k: ``tau_k = min(C,
+    loss_k/‖x‖²)`` (pa1; 0 when ‖x‖ = 0) or ``loss_k/(‖x‖² + 1/(2C))`` (pa2), the
+    unweighted loss; ``u_k = −tau_k·sign(dloss_k)·s``; ``w_jk = w_jk·(1 − C·l2) +
+    u_k·x_j``; ``b_k += u_k − C·slope`` when the intercepts are trained. Returns the
+    sample's weighted loss (no penalty), the new parameter matrix and whether theta was
+    a vector.
+    """
+    loss_code, loss_param, l2, l1, fit_intercept, *rest = model
+    slope = rest[2] if len(rest) > 2 else 0.0
+    C = opt[3][0]
+    M, vector = as_matrix(theta)
+    d, K = len(M) - 1, len(M[0])
+    targets = [target] if vector else list(target)
+    sq = sum(v * v for v in x)
+    p = predict(x, M)
+    value = 0.0
+    updates = []
+    for k in range(K):
+        loss = sample_loss(loss_code, loss_param, p[k], targets[k])
+        dloss = sample_dloss(loss_code, loss_param, p[k], targets[k])
+        value += s * loss
+        if opt[2] == SCHED_PA1:
+            tau = 0.0 if sq == 0.0 else min(C, loss / sq)
+        else:
+            tau = loss / (sq + 0.5 / C)
+        updates.append(-tau * sign(dloss) * s)
+    new = [[M[j][k] * (1.0 - C * l2) + updates[k] * x[j] for k in range(K)] for j in range(d)]
+    new.append([M[d][k] + (updates[k] - C * slope if fit_intercept else 0.0) for k in range(K)])
+    return value, new, vector
 
 
 def run_epochs(

@@ -1,4 +1,4 @@
-"""scikit-learn's own estimator checks, for both estimators on every backend.
+"""scikit-learn's own estimator checks, for the three estimators on every backend.
 
 The expected failures are the two scikit-learn declares for its own SGD estimators:
 per-sample SGD visits a row of weight 2 once, where two copies of the row are two
@@ -26,7 +26,7 @@ from sklearn.utils.estimator_checks import (  # noqa: E402
 ESTIMATORS = [
     cls(backend=name, **settings)
     for name in BACKENDS
-    for cls in (fastgd.GDClassifier, fastgd.GDRegressor)
+    for cls in (fastgd.GDClassifier, fastgd.GDRegressor, fastgd.GDOneClassSVM)
     for settings in ({"max_iter": 5}, {"batch_size": None})
 ]
 SGD_EXPECTED_FAILURES = {
@@ -63,7 +63,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("cls", [fastgd.GDClassifier, fastgd.GDRegressor])
+@pytest.mark.parametrize("cls", [fastgd.GDClassifier, fastgd.GDRegressor, fastgd.GDOneClassSVM])
 def test_full_batch_weights_equal_repeated_rows_in_scikit_learns_check(backend, cls):
     estimator = cls(max_iter=5, batch_size=None, backend=backend)
     check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)

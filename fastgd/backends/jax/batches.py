@@ -77,21 +77,27 @@ class _ModelStatic(NamedTuple):
     #: then applies it after each step rather than in the gradient (see
     #: :func:`fastgd.backends.jax.updates._l1_step`).
     l1: bool = False
+    #: Whether the objective has an intercept slope (the one-class SVM's ``nu·b``, see
+    #: ``LoweredModel.intercept_slope``); its value is traced.
+    slope: bool = False
 
 
 def _model_static(model: LoweredModel) -> _ModelStatic:
     penalized = model.l2 != 0.0 or model.l1 != 0.0
     clipped = bool(np.isfinite(model.max_dloss))
     return _ModelStatic(
-        int(model.loss_code), bool(model.fit_intercept), penalized, clipped, model.l1 != 0.0
+        int(model.loss_code), bool(model.fit_intercept), penalized, clipped, model.l1 != 0.0,
+        model.intercept_slope != 0.0,
     )
 
 
 def _model_hyper(model: LoweredModel) -> np.ndarray:
-    """The model's float hyper-parameters as a (4,) float64 vector: the loss's epsilon,
-    the penalty strengths l2 and l1, the clip ``max_dloss`` (inf for none)."""
+    """The model's float hyper-parameters as a (5,) float64 vector: the loss's epsilon,
+    the penalty strengths l2 and l1, the clip ``max_dloss`` (inf for none), the
+    ``intercept_slope``."""
     return np.array(
-        [model.loss_param, model.l2, model.l1, model.max_dloss], dtype=np.float64
+        [model.loss_param, model.l2, model.l1, model.max_dloss, model.intercept_slope],
+        dtype=np.float64,
     )
 
 
@@ -212,9 +218,9 @@ def _batch_loss_grad(params, data, model_hyper, static, block_rows=None, rows=No
         See :func:`_split`.
     data : Data
         The batch, m rows.
-    model_hyper : array, shape (4,)
-        Epsilon, the penalty strengths and the derivative clip (float64; see
-        :func:`_model_hyper`).
+    model_hyper : array, shape (5,)
+        Epsilon, the penalty strengths, the derivative clip and the intercept slope
+        (float64; see :func:`_model_hyper`).
     static : _ModelStatic
         Loss code, whether the intercept is trained, whether there is a penalty, whether
         the loss derivatives are clipped.
@@ -241,10 +247,16 @@ def _batch_loss_grad(params, data, model_hyper, static, block_rows=None, rows=No
     m = m if rows is None else rows
     if m != 1:
         grad = jax.tree.map(lambda g: g / m, grad)
+    report = total64 / m
+    if static.slope:  # the one-class SVM's nu·b: unweighted, on the intercepts
+        slope = model_hyper[4]
+        report = report + slope * jnp.sum(params[1].astype(jnp.float64))
+        if static.fit_intercept:
+            grad = (grad[0], grad[1] + slope.astype(grad[1].dtype))
     if not static.penalized:
-        return total64 / m, grad
+        return report, grad
     (_, penalty64), penalty_grad = _penalty_value_and_grad(params[0], model_hyper)
-    return total64 / m + penalty64, (grad[0] + penalty_grad, grad[1])
+    return report + penalty64, (grad[0] + penalty_grad, grad[1])
 
 
 def _blocked_loss_sum_grad(params, data, model_hyper, static, block_rows):

@@ -18,7 +18,7 @@ import numpy as np
 from jax import lax
 from jax.experimental.xla_metadata import set_xla_metadata
 
-from ...specs import LoweredModel, LoweredOptimizer
+from ...specs import SCHED_PA1, SCHED_PA2, LoweredModel, LoweredOptimizer
 from .batches import (
     _batch_loss_grad,
     _columns,
@@ -46,12 +46,13 @@ from .updates import (
     _learning_rate,
     _opt_hyper,
     _opt_static,
+    _pa_step,
     _update_step,
 )
 
-# The traced hyper-parameter vector (float64) of run_epochs: the model's four numbers
+# The traced hyper-parameter vector (float64) of run_epochs: the model's five numbers
 # (see _model_hyper), then the optimizer's four and the schedule's three (see _opt_hyper).
-_N_MODEL_HYPER = 4
+_N_MODEL_HYPER = 5
 
 
 @partial(jax.jit, static_argnames=("static", "block_rows", "spread"))
@@ -94,6 +95,10 @@ def _epochs(
     1, its ``q`` in the weights' second slot (unused by SGD) and its ``u`` carried in
     float64 and stored in the intercepts' second slot at the end; else a proximal step.
 
+    A passive-aggressive schedule (batches of one sample) takes its own step
+    (:func:`fastgd.backends.jax.updates._pa_step`) instead of the gradient's; the epoch's
+    objective is then the mean weighted loss alone.
+
     ``opt.average`` = a > 0 keeps the running average of the parameters in the third
     slot after each update t >= a (:func:`_average_step`): after a proximal step, before
     the truncation.
@@ -112,14 +117,21 @@ def _epochs(
         W, q, u = _l1_step(rule, params[0], q, u, model_hyper[2], lr)
         return (W, params[1]), (q, s1_b), u
 
+    pa = opt.schedule_code in (SCHED_PA1, SCHED_PA2)
+
     def train_on(carry, batch, rows):
         params, step, slots, (total, u) = carry
         batch = _spread_rows(batch, spread)
-        report, grad = _batch_loss_grad(params, batch, grad_hyper, static, block_rows, rows)
-        if rule is not None:
-            W = params[0]
-            report = report + model_hyper[2] * jnp.sum(jnp.abs(W).astype(jnp.float64))
-        params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
+        if pa:  # batches of one sample (checked by fit)
+            pa1 = opt.schedule_code == SCHED_PA1
+            params, report = _pa_step(params, batch, model_hyper, static, opt_hyper, pa1)
+            step, (s0, s1) = step + 1, slots[:2]
+        else:
+            report, grad = _batch_loss_grad(params, batch, grad_hyper, static, block_rows, rows)
+            if rule is not None:
+                W = params[0]
+                report = report + model_hyper[2] * jnp.sum(jnp.abs(W).astype(jnp.float64))
+            params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
         avg = slots[2]
         if rule == "proximal":
             params, s1, u = _l1_after(rule, params, s1, u, step)

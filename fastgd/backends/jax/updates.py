@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ...specs import (
     OPT_ADAGRAD,
@@ -24,9 +25,12 @@ from ...specs import (
     SCHED_EXPONENTIAL,
     SCHED_INVSCALING,
     SCHED_OPTIMAL,
+    SCHED_PA1,
+    SCHED_PA2,
     LoweredOptimizer,
 )
 from .batches import Params
+from .losses import _sample_losses
 
 State = tuple[jax.Array, jax.Array]
 
@@ -68,6 +72,8 @@ def _learning_rate(schedule_code: int, sched: jax.Array, t: jax.Array) -> jax.Ar
         return lr0 * ((1.0 - p2) * 0.5 * (1.0 + jnp.cos(jnp.pi * k / p1)) + p2)
     if schedule_code == SCHED_OPTIMAL:  # lr0 is alpha, p1 is t0
         return 1.0 / (lr0 * (p1 + t - 1.0))
+    if schedule_code in (SCHED_PA1, SCHED_PA2):  # C: the penalty's rate
+        return lr0
     raise ValueError(f"unknown schedule code {schedule_code!r}")
 
 
@@ -173,3 +179,43 @@ def _l1_step(
     w = jnp.where(z < 0.0, jnp.minimum(0.0, z + (u - q64)), w).astype(W.dtype)
     q = (q64 + (w.astype(jnp.float64) - z)).astype(q.dtype)
     return w, q, u
+
+
+# ------------------------------------------------------------ the passive-aggressive step
+
+
+def _pa_step(params: Params, batch, model_hyper, static, opt_hyper, pa1: bool):
+    """One passive-aggressive step on a batch of one sample (``specs.PassiveAggressive``);
+    returns the new ``(W, b)`` and the sample's weighted loss (float64, summed over the
+    outputs).
+
+    Per output: ``tau = min(C, loss/‖x‖²)`` (pa1; 0 for a row of zeros) or
+    ``loss/(‖x‖² + 1/(2C))`` (pa2), ``update = −tau·sign(dloss)·s``; the weights shrink by
+    ``1 − C·l2``, then ``w += update·x`` and ``b += update − C·slope`` (when fitted). The
+    arithmetic is float64, the results in the parameters' dtype. ``static`` is the
+    model's ``_ModelStatic``.
+    """
+    W, b = params
+    X, Y, weight = batch
+    x = X[0].astype(jnp.float64)
+    W64, b64 = W.astype(jnp.float64), b.astype(jnp.float64)
+    P = (jnp.matmul(x, W64, precision=lax.Precision.HIGHEST) + b64).reshape(-1)
+    y = Y.reshape(-1).astype(jnp.float64)
+    losses, pullback = jax.vjp(
+        lambda P: _sample_losses(P, y, static.loss_code, model_hyper[0]), P
+    )
+    (dloss,) = pullback(jnp.ones_like(losses))
+    s = jnp.float64(1.0) if weight is None else weight[0].astype(jnp.float64)
+    C = opt_hyper[4]
+    sq = jnp.vdot(x, x, precision=lax.Precision.HIGHEST)
+    if pa1:
+        tau = jnp.where(sq == 0.0, 0.0, jnp.minimum(C, losses / jnp.where(sq == 0.0, 1.0, sq)))
+    else:
+        tau = losses / (sq + 0.5 / C)
+    update = -tau * jnp.sign(dloss) * s
+    step = x * update[0] if W.ndim == 1 else jnp.outer(x, update)
+    W_new = W64 * (1.0 - C * model_hyper[1]) + step
+    b_new = b64
+    if static.fit_intercept:
+        b_new = b64 + (update - C * model_hyper[4]).reshape(b.shape)
+    return (W_new.astype(W.dtype), b_new.astype(b.dtype)), jnp.sum(losses) * s

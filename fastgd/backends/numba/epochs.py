@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, OPT_SGD, LoweredModel
+from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, OPT_SGD, SCHED_PA1, SCHED_PA2, LoweredModel
 from .batches import _batch_loss_grad, _batch_loss_grad_matrix, _new_scratch, _new_scratch_matrix
 from .jit import _JIT
 from .rows import _is_identity
 from .sgd import _average_into, _output_groups, _sgd_epochs, _sgd_epochs_grouped, _sgd_epochs_matrix
+from .sgd_dense import _sgd_epochs_dense
 from .updates import _l1_norm, _learning_rate, _prox_l1, _update_kernel
 
 #: Loss codes of the vector (K = 1) kernels: every loss but multinomial.
@@ -47,7 +48,7 @@ def _loss_grad_kernel(loss_code: int, matrix: bool):
 
     @njit(**_JIT)
     def loss_grad_kernel(
-        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, max_dloss, grad,
+        X, Y, weight, theta, loss_param, l2, l1, fit_intercept, max_dloss, slope, grad,
         parallel_min_work,
     ):
         n, d = X.shape
@@ -55,15 +56,17 @@ def _loss_grad_kernel(loss_code: int, matrix: bool):
         start = np.int64(0)  # typed int64, not the literal 0: run_epochs' specializations
         if matrix:
             theta_t, p, partial = _new_scratch_matrix(d, theta.shape[1])
-            return _batch_loss_grad_matrix(
+            loss = _batch_loss_grad_matrix(
                 X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
                 fit_intercept, theta_t, p, partial, grad, parallel_min_work,
             )
-        w64, partial = _new_scratch(d)
-        return _batch_loss_grad(
-            X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2, l1,
-            fit_intercept, w64, partial, grad, parallel_min_work,
-        )
+        else:
+            w64, partial = _new_scratch(d)
+            loss = _batch_loss_grad(
+                X, Y, weight, theta, in_order, start, n, loss_code, loss_param, max_dloss, l2,
+                l1, fit_intercept, w64, partial, grad, parallel_min_work,
+            )
+        return loss + _intercept_slope(theta, grad, d, slope, fit_intercept)
 
     return loss_grad_kernel
 
@@ -72,9 +75,10 @@ _LOSS_GRAD = _for_each_loss(lambda code: _loss_grad_kernel(code, False), _VECTOR
 _LOSS_GRAD_MATRIX = _for_each_loss(lambda code: _loss_grad_kernel(code, True))
 
 
-def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, float]:
+def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, float, float]:
     """The lowered model as the plain scalars the kernels take, in its fields' order (the
-    clip ``max_dloss`` last, inf for none); unknown losses raise."""
+    clip ``max_dloss``, inf for none, then the ``intercept_slope``; ``intercept_decay`` is
+    not taken); unknown losses raise."""
     if model.loss_code not in LOSS_CODES:
         raise ValueError(f"unknown loss code {model.loss_code!r}")
     return (
@@ -84,7 +88,20 @@ def _model_args(model: LoweredModel) -> tuple[int, float, float, float, bool, fl
         float(model.l1),
         bool(model.fit_intercept),
         float(model.max_dloss),
+        float(model.intercept_slope),
     )
+
+
+@njit(**_JIT)
+def _intercept_slope(theta, grad, d: int, slope: float, fit_intercept: bool) -> float:
+    """Add the intercept slope's gradient ``slope`` to each intercept's (when fitted) in
+    ``grad`` ((d + 1,) or (d + 1, K)); return its objective ``slope·Σb`` (0 for no slope)."""
+    if slope == 0.0:
+        return 0.0
+    b = theta[d:]  # (1,) or (1, K)
+    if fit_intercept:
+        grad[d:] += slope
+    return slope * np.sum(b.astype(np.float64))
 
 
 def _is_vector(loss_code: int, theta: np.ndarray) -> bool:
@@ -119,6 +136,10 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     ``theta`` (d + 1,) and ``slots`` (3, d + 1); matrix calls (n, T), (d + 1, K) and
     (3, d + 1, K).
 
+    Per sample, a passive-aggressive schedule or an intercept slope (the one-class SVM's)
+    runs :func:`.sgd_dense._sgd_epochs_dense` (one output as a (d + 1, 1) view); the
+    batch objectives add the slope's term (:func:`_intercept_slope`).
+
     ``average`` > 0 keeps the running average of the parameters in ``slots[2]`` after
     each update t >= ``average`` (:func:`_average_into`; per sample, in ``sgd``'s loops).
 
@@ -131,11 +152,24 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     @njit(**_JIT)
     def run_epochs_kernel(
         X, Y, weight, theta, slots, step, orders, batch_size, loss_param, l2, l1,
-        fit_intercept, max_dloss, code, params, schedule_code, schedule_params, epoch_losses,
-        parallel_min_work, sgd_groups, average,
+        fit_intercept, max_dloss, slope, code, params, schedule_code, schedule_params,
+        epoch_losses, parallel_min_work, sgd_groups, average,
     ):
         n, d = X.shape
         if per_sample:
+            if schedule_code == SCHED_PA1 or schedule_code == SCHED_PA2 or slope != 0.0:
+                if matrix:
+                    return _sgd_epochs_dense(
+                        X, Y, weight, theta, slots, step, orders, loss_code, loss_param,
+                        max_dloss, l2, l1, fit_intercept, slope, params, schedule_code,
+                        schedule_params, epoch_losses, average,
+                    )
+                return _sgd_epochs_dense(
+                    X, Y.reshape((n, 1)), weight, theta.reshape((d + 1, 1)), slots.reshape(
+                        (3, d + 1, 1)), step, orders, loss_code, loss_param, max_dloss, l2, l1,
+                    fit_intercept, slope, params, schedule_code, schedule_params, epoch_losses,
+                    average,
+                )
             if matrix:
                 scaled = params[0] == 0.0 and l1 == 0.0 and average == 0
                 if sgd_groups > 1 and scaled and loss_code != LOSS_MULTINOMIAL:
@@ -194,6 +228,7 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
                     )
                 if prox:
                     loss += l1 * _l1_norm(flat_theta, n_decay)
+                loss += _intercept_slope(theta, grad, d, slope, fit_intercept)
                 step += 1
                 _update_kernel(
                     flat_theta, flat_grad, flat_slots, step, n_decay, code, params,

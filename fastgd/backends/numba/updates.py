@@ -21,13 +21,16 @@ from ...specs import (
     SCHED_EXPONENTIAL,
     SCHED_INVSCALING,
     SCHED_OPTIMAL,
+    SCHED_PA1,
+    SCHED_PA2,
     LoweredOptimizer,
 )
 from .jit import _JIT
 
 _OPT_CODES = (OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW)
 _SCHED_CODES = (
-    SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE, SCHED_OPTIMAL
+    SCHED_CONSTANT, SCHED_INVSCALING, SCHED_EXPONENTIAL, SCHED_COSINE, SCHED_OPTIMAL,
+    SCHED_PA1, SCHED_PA2,
 )
 
 
@@ -51,7 +54,7 @@ def _learning_rate(schedule_code, schedule_params, t):
         return lr0 * ((1.0 - p2) * 0.5 * (1.0 + math.cos(math.pi * k / p1)) + p2)
     if schedule_code == SCHED_OPTIMAL:  # lr0 is alpha, p1 is t0
         return 1.0 / (lr0 * (p1 + np.float64(t) - 1.0))
-    return lr0
+    return lr0  # the passive-aggressive schedules: C, the penalty's rate
 
 
 @njit(**_JIT)

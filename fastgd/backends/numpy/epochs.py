@@ -14,6 +14,10 @@ slots' dtype at its end.
 With ``opt.average`` = a > 0, the third slot keeps the running average of the parameters
 after each update t >= a, ``avg += (theta − avg) / (t − a + 1)`` (:func:`_average_into`):
 after the proximal l1 step, but before the truncation per sample (scikit-learn's order).
+
+A passive-aggressive schedule (``SCHED_PA1``/``SCHED_PA2``, batches of one sample) takes
+its own step (:func:`fastgd.backends.numpy.updates._pa_step`) in place of the gradient's;
+the epoch's objective is then the mean weighted loss alone.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...specs import LoweredModel, LoweredOptimizer, learning_rate
+from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
 from .batches import _batch_loss_grad
 from .updates import (
     L1_PROXIMAL,
@@ -30,6 +34,7 @@ from .updates import (
     L1_TRUNCATED,
     State,
     _l1_rule,
+    _pa_step,
     _prox_l1,
     _step,
     _truncate_l1,
@@ -59,12 +64,17 @@ def _train_epochs(
     grad_model = model if rule == L1_SUBGRADIENT else model._replace(l1=0.0)
     u = float(state[1][1, -1, 0]) if rule == L1_TRUNCATED else 0.0
 
+    pa = opt.schedule_code in PA_SCHEDULES
+
     def train_on(batch: Data) -> float:
         nonlocal theta, state, u
-        loss, grad = _batch_loss_grad(batch, theta, grad_model)
-        if rule != L1_SUBGRADIENT:
-            loss += l1 * float(np.abs(theta[:-1]).sum())
-        theta, state = _step(theta, grad, state, opt)
+        if pa:
+            loss, state = _pa_step(batch, theta, state, model, opt)
+        else:
+            loss, grad = _batch_loss_grad(batch, theta, grad_model)
+            if rule != L1_SUBGRADIENT:
+                loss += l1 * float(np.abs(theta[:-1]).sum())
+            theta, state = _step(theta, grad, state, opt)
         if rule == L1_PROXIMAL:
             _prox_l1(theta, learning_rate(opt.schedule_code, opt.schedule_params, state[0]) * l1)
         if 0 < opt.average <= state[0]:

@@ -51,13 +51,18 @@ def _loss_and_dloss(P: np.ndarray, Y: np.ndarray, model: LoweredModel):
     code, eps = model.loss_code, model.loss_param
     if code == LOSS_MULTINOMIAL:
         return _multinomial(P, Y)
-    if code == LOSS_LOGISTIC:
-        losses, dloss = np.logaddexp(0.0, P) - Y * P, _sigmoid(P) - Y
-    elif code in (LOSS_HINGE, LOSS_PERCEPTRON, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
-        losses, dloss = _signed_label_loss(code, P, Y)
-    else:
-        losses, dloss = _residual_loss(code, eps, P - Y)
+    losses, dloss = _output_losses(P, Y, code, eps)
     return losses.sum(axis=1), dloss
+
+
+def _output_losses(P: np.ndarray, Y: np.ndarray, code: int, eps: float):
+    """The losses of every output, shape (m, K), and their derivatives d loss / d P, for
+    the losses of independent outputs (all but multinomial)."""
+    if code == LOSS_LOGISTIC:
+        return np.logaddexp(0.0, P) - Y * P, _sigmoid(P) - Y
+    if code in (LOSS_HINGE, LOSS_PERCEPTRON, LOSS_SQUARED_HINGE, LOSS_MODIFIED_HUBER):
+        return _signed_label_loss(code, P, Y)
+    return _residual_loss(code, eps, P - Y)
 
 
 def _signed_label_loss(code: int, P: np.ndarray, S: np.ndarray):

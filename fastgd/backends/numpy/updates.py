@@ -12,9 +12,12 @@ from ...specs import (
     OPT_ADAMW,
     OPT_RMSPROP,
     OPT_SGD,
+    SCHED_PA1,
+    LoweredModel,
     LoweredOptimizer,
     learning_rate,
 )
+from .losses import _output_losses
 
 #: The optimizer state: the number of updates done so far and the (3, d + 1, K) slots
 #: (two of moments, one of the parameters' running average).
@@ -60,6 +63,46 @@ def _step(
         raise ValueError(f"unknown optimizer code {opt.code!r}")
     theta -= lr * u
     return theta, (t, slots)
+
+
+# ------------------------------------------------------------ the passive-aggressive step
+
+
+def _pa_step(
+    batch: tuple, theta: np.ndarray, state: State, model: LoweredModel, opt: LoweredOptimizer
+) -> tuple[float, State]:
+    """One passive-aggressive step on one sample, in place on ``theta`` (see
+    ``specs.PassiveAggressive``); returns its weighted loss (summed over the K outputs)
+    and the state after it (the step count; the moments are not used).
+
+    Per output: ``tau = min(C, loss/‖x‖²)`` (pa1; 0 for a row of zeros) or
+    ``loss/(‖x‖² + 1/(2C))`` (pa2), ``update = −tau·sign(dloss)·s``; then, in
+    scikit-learn's order, the weights shrink by ``1 − C·l2``, ``w += update·x`` and the
+    intercept ``b += update − C·intercept_slope``. The arithmetic is float64.
+    """
+    X, Y, weight = batch
+    x = X[0].astype(np.float64)
+    C = opt.schedule_params[0]
+    step, slots = state
+    P = x @ theta[:-1].astype(np.float64) + theta[-1].astype(np.float64)
+    losses, dloss = _output_losses(
+        P[None, :], Y.astype(np.float64), model.loss_code, model.loss_param
+    )
+    losses, dloss = losses[0], dloss[0]
+    s = 1.0 if weight is None else float(weight[0])
+    sq = float(x @ x)
+    if opt.schedule_code == SCHED_PA1:
+        tau = np.minimum(C, losses / sq) if sq != 0.0 else np.zeros_like(losses)
+    else:
+        tau = losses / (sq + 0.5 / C)
+    update = -tau * np.sign(dloss) * s
+    W = theta[:-1].astype(np.float64)
+    if model.l2 != 0.0:
+        W = W * (1.0 - C * model.l2)
+    theta[:-1] = W + np.outer(x, update)
+    if model.fit_intercept:
+        theta[-1] = theta[-1].astype(np.float64) + (update - C * model.intercept_slope)
+    return float(losses.sum() * s), (step + 1, slots)
 
 
 # ------------------------------------------------------------------ the l1 penalty's step
