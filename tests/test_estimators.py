@@ -220,7 +220,7 @@ def test_pipeline_in_grid_search(backend):
     [
         (dict(average=0), ValueError, "average"),
         (dict(loss="ridge"), ValueError, "ridge"),
-        (dict(learning_rate="pa1"), ValueError, "learning_rate"),
+        (dict(learning_rate="pa3"), ValueError, "learning_rate"),
         (dict(penalty="l3"), ValueError, "penalty"),
         (dict(alpha=-1.0), ValueError, "alpha"),
         (dict(backend="torch"), ValueError, "backend"),
