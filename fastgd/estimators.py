@@ -64,12 +64,14 @@ class GDRegressor(RegressorMixin, _GDBase):
     ----------
     loss : {"squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"}
     penalty : {"l2", "l1", "elasticnet", None}
-        fastgd applies the l1 part as a subgradient, not scikit-learn's cumulative
-        truncation, so l1 and elastic-net runs differ from scikit-learn's.
+        As in scikit-learn: the l1 part per sample by its cumulative truncation (with
+        batches, a proximal step).
     alpha, l1_ratio, fit_intercept, max_iter, tol, shuffle, verbose, epsilon,
     random_state, learning_rate, eta0, power_t, n_iter_no_change, warm_start
         As in scikit-learn (``learning_rate`` in {"constant", "optimal", "invscaling",
-        "adaptive"}).
+        "adaptive", "pa1", "pa2"}; the passive-aggressive rates, ``eta0`` their
+        aggressiveness C, take the loss ``epsilon_insensitive`` here and ``hinge`` in the
+        classifier, and ``batch_size=1``: ``fastgd.specs.PassiveAggressive``).
     early_stopping, validation_fraction
         As in scikit-learn (early stopping not with ``partial_fit``).
     average : bool or int
