@@ -7,12 +7,17 @@
 # It runs the repository in place (PYTHONPATH, nothing installed or downloaded), so the
 # machine needs Python with numpy, numba, jax (+ CUDA plugin), optax, scikit-learn,
 # pytest, pytest-benchmark, matplotlib and tqdm. Steps, each under its own time limit
-# (about 8 minutes in all):
+# (about 11 minutes in all):
 #   1. environment: versions, devices (OUT/info.txt, OUT/nvidia-smi.txt);
 #   2. the jax tests on the GPU (OUT/tests.txt);
 #   3. a full-batch gradient on at least 2 GB of X on the GPU against the GPU's measured
 #      memory bandwidth (OUT/gradient.json);
-#   4. `fastgd compare` with the GPU's rows at GPU-sized problems (OUT/compare/).
+#   4. `fastgd compare` with the GPU's rows at GPU-sized problems: the mini-batch and
+#      full-batch problems of every model family, fastgd's backends against the optax
+#      loop on each jax platform, with the time-to-a-model curves (OUT/compare/);
+#   5. `fastgd compare` of the per-sample problems (squared, hinge, logistic, sparse
+#      logistic) at a size per-sample SGD finishes in seconds, against scikit-learn
+#      (OUT/compare-sgd/).
 # A step that fails is recorded in OUT/summary.txt and the next one still runs.
 set -u
 OUT=${1:?usage: bash bench/accelerator_check.sh OUT_DIR}
@@ -56,8 +61,14 @@ step gradient 120 "$PY" bench/accelerator_gradient.py "$OUT/gradient.json" \
     > "$OUT/gradient.txt" 2>&1
 
 # 4. The comparison, with GPU rows, at sizes where a GPU has enough work (per-sample SGD,
-#    latency-bound and minutes long on numpy at these sizes, is left to the CPU runs).
-step compare 200 "$PY" -m fastgd compare --sizes 65536,1048576 --problems adam,gd \
+#    latency-bound and minutes long on numpy at these sizes, is step 5's, smaller).
+step compare 300 "$PY" -m fastgd compare --sizes 65536,1048576 \
+    --problems adam,gd,hinge-adam,logistic-gd,softmax-adam,softmax-gd --peers optax \
     --dtype float32 --no-progress --markdown --out "$OUT/compare" > "$OUT/compare.txt" 2>&1
+
+# 5. The per-sample problems (and the sparse family) against scikit-learn, in float64.
+step compare-sgd 150 "$PY" -m fastgd compare --sizes 16384 \
+    --problems sgd,hinge-sgd,logistic-sgd,sparse --peers sklearn --dtype float64 \
+    --no-progress --markdown --out "$OUT/compare-sgd" > "$OUT/compare-sgd.txt" 2>&1
 
 cat "$SUMMARY"

@@ -404,15 +404,24 @@ def _run_problem(problem: Problem, X, y, cfg: CompareConfig, runner_args: tuple,
     curves = [_record_curve(c, X, y, cfg.curve_budget_s)
               for c in cells if c.error is None] if with_curves else []
     rows = [cell.row() for cell in cells]
-    reference = next((r.get("theta") for r in rows
-                      if r["backend"] == "numpy" and not r["peer"]), None)
-    if reference is None and all(r["backend"] != "numpy" for r in rows):
-        try:
-            reference = make_runners(problem, X, y, [("numpy", "cpu")], (), ())[0].fit()[0]
-        except Exception:
-            reference = None
-    _add_checks(rows, reference)
+    _add_checks(rows, *_reference(problem, X, y, rows))
     return rows, curves
+
+
+def _reference(problem: Problem, X, y, rows: list[dict]) -> tuple[np.ndarray | None, str]:
+    """The parameters the answer checks compare with, and whose: the numpy backend's (run
+    here when it is not compared), else, where numpy fails (a feature it lacks), the
+    first fastgd backend that ran."""
+    numpy_row = next((r for r in rows if r["backend"] == "numpy" and not r["peer"]), None)
+    if numpy_row is None:
+        try:
+            return make_runners(problem, X, y, [("numpy", "cpu")], (), ())[0].fit()[0], "numpy"
+        except Exception:
+            pass
+    elif "theta" in numpy_row:
+        return numpy_row["theta"], "numpy"
+    ran = next((r for r in rows if not r["peer"] and "theta" in r), None)
+    return (None, "") if ran is None else (ran["theta"], f"{ran['backend']}/{ran['device']}")
 
 
 def run_compare(cfg: CompareConfig, progress: bool = True, stream=None) -> dict:
@@ -486,13 +495,15 @@ def _with_bandwidth(rows: list[dict], bandwidth_gbs: float) -> list[dict]:
     return rows
 
 
-def _add_checks(rows: list[dict], reference: np.ndarray | None) -> None:
-    """The answer checks: each row's parameter differences from the numpy backend's, and
-    ``check`` "ok", "n/a" (no reference) or why it failed (see :data:`CHECK_RTOL`)."""
+def _add_checks(rows: list[dict], reference: np.ndarray | None, whose: str) -> None:
+    """The answer checks: each row's parameter differences from the reference (the numpy
+    backend's, see :func:`_reference`), and ``check`` "ok", "n/a" (no reference) or why
+    it failed (see :data:`CHECK_RTOL`)."""
     for row in rows:
         theta = row.pop("theta", None)
         if theta is None:
             continue
+        row["reference"] = whose or None
         if reference is None:
             row["max_abs_param_diff"] = row["max_rel_param_diff"] = None
             row["check"] = "n/a"
@@ -502,7 +513,7 @@ def _add_checks(rows: list[dict], reference: np.ndarray | None) -> None:
         row["max_abs_param_diff"], row["max_rel_param_diff"] = diff, rel
         tol = CHECK_RTOL[row["dtype"]]
         row["check"] = "ok" if rel <= tol else (
-            f"parameters differ from numpy's by {rel:.2g} (relative) > {tol:g}")
+            f"parameters differ from {whose}'s by {rel:.2g} (relative) > {tol:g}")
 
 
 def _settings(cfg: CompareConfig, backends, targets, peers, curve_at) -> dict:

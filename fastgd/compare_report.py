@@ -159,6 +159,10 @@ def _notes(report: dict) -> list[str]:
         if r.get("check", "ok") not in ("ok", "n/a"):
             lines.append(f"check failed: {r['problem']} {r['n']}x{r['d']} {r['dtype']} "
                          f"{r['backend']}/{r['device']}: {r['check']}")
+    others = dict.fromkeys(f"{r['problem']} {r['n']}x{r['d']} {r['dtype']}: {r['reference']}"
+                           for r in report["results"] if r.get("reference") not in
+                           (None, "numpy"))
+    lines += [f"reference of the checks (numpy failed) for {line}" for line in others]
     for skipped in report.get("skipped", []):
         lines.append(f"skipped {skipped['problem']}: {skipped['reason']}")
     if report.get("curves"):
