@@ -54,6 +54,7 @@ from .estimator_base import (
     _GDBase,
 )
 from .sklearn_shuffle import binary_seed, one_vs_rest_seeds, regressor_seed
+from .specs import check_average
 
 __all__ = ["GDRegressor", "GDClassifier"]
 
@@ -152,6 +153,31 @@ class GDRegressor(RegressorMixin, _GDBase):
 
     def _public_params(self, theta):
         return theta[:-1, 0].copy(), theta[-1].copy()
+
+    def _initial_theta(self, d: int, K: int, dtype, coef_init, intercept_init):
+        """The start of ``fit``; with ``warm_start`` and ``average`` after an earlier fit,
+        scikit-learn's regressor's: it goes on from its plain parameters (not the
+        reported average) with ``t_`` back at 1 and keeps its averaged weights, which its
+        lazy averaging then carries as ``carry / N`` on top of the new running mean (N the
+        averaged samples since this fit began; :meth:`_record`)."""
+        average = check_average(self.average)
+        warm = self.warm_start and getattr(self, "_theta", None) is not None
+        if not (warm and average and self._theta.shape == (d + 1, K)):
+            self._average_carry = None  # scikit-learn allocates its average afresh
+            return super()._initial_theta(d, K, dtype, coef_init, intercept_init)
+        step, slots = self._state
+        started = 0 < average <= step
+        carry = getattr(self, "_average_carry", None)
+        self._average_carry = self.coef_.copy() if started else carry
+        plain = slots[2] if started else self._theta  # see fastgd.fit's average
+        return np.array(plain, dtype=dtype)
+
+    def _record(self, theta: np.ndarray, n_epochs: int) -> None:
+        super()._record(theta, n_epochs)
+        carry = getattr(self, "_average_carry", None)
+        average = check_average(self.average)
+        if carry is not None and 0 < average <= self._state[0]:
+            self.coef_ = self.coef_ + carry / (self._state[0] - average + 1)
 
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
         """Train on X (n, d) and y (n,) for up to ``max_iter`` epochs; returns self.

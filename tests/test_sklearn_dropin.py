@@ -8,6 +8,8 @@ class weights, ``partial_fit`` shuffled. Each compares ``coef_``, ``intercept_``
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import rel_err
@@ -236,3 +238,27 @@ def test_partial_fit_with_elasticnet_starts_the_l1_record_afresh_as_scikit_learn
         ours.partial_fit(X[rows], y[rows], classes=[0, 1, 2])
     assert_same_model(ours, peer)
     assert (peer.coef_ == 0).sum() > 0 and np.array_equal(ours.coef_ == 0, peer.coef_ == 0)
+
+
+@pytest.mark.parametrize("average, iters", [(10, (5, 5, 5)), (1500, (5, 2, 2))],
+                         ids=["started", "carried"])  # fmt: skip
+def test_regressor_warm_start_with_average_goes_on_as_scikit_learn(average, iters):
+    """``warm_start`` refits with ``average``: scikit-learn's regressor goes on from its
+    plain weights with ``t_`` at 1 and keeps its averaged weights, which its lazy average
+    carries as ``carry / N`` on top of the new running mean; fastgd repeats that, and
+    ``partial_fit`` after it. "carried": the second fit (884 samples) does not reach
+    ``average``, so the carry waits for a later ``partial_fit`` that does."""
+    X, y = diabetes()
+    kw = dict(average=average, warm_start=True, tol=None, learning_rate="invscaling",
+              eta0=0.01, random_state=0)  # fmt: skip
+    theirs, ours = SGDRegressor(**kw), fastgd.GDRegressor(backend="numba", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        for max_iter in iters:
+            theirs.set_params(max_iter=max_iter).fit(X, y)
+            ours.set_params(max_iter=max_iter).fit(X, y)
+            assert_same_model(ours, theirs, rtol=1e-10)
+        for _ in range(2):
+            theirs.partial_fit(X, y)
+            ours.partial_fit(X, y)
+            assert_same_model(ours, theirs, rtol=1e-10)
