@@ -217,6 +217,7 @@ class _Cell:
         self.first_call_s: float | None = None
         self.theta: np.ndarray | None = None
         self.error: str | None = None
+        self.unsupported = False  # the error is a NotImplementedError: a documented gap
         self.last_s: float | None = None
 
     @property
@@ -230,6 +231,7 @@ class _Cell:
             theta, seconds = self.runner.fit()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
+            self.unsupported = isinstance(exc, NotImplementedError)
             return
         self.last_s = seconds
         if self.first_call_s is None and self.compiles:  # the warm-up compiles
@@ -253,7 +255,7 @@ class _Cell:
         except Exception as exc:
             row["runner"] = f"{runner.backend} ({type(exc).__name__})"
         if self.error is not None:
-            return {**row, "error": self.error}
+            return {**row, "error": self.error, "unsupported": self.unsupported}
         row.update(_summary(self.times, self.problem.epochs))
         per_epoch = row["time_per_epoch_s"]
         bytes_per_epoch = _bytes_per_epoch(X, y)

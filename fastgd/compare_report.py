@@ -143,7 +143,8 @@ _COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
 def _cells_of(row: dict) -> list[str]:
     if "error" in row:
         head = [fn(row) for _, fn in _COLUMNS[:5]]
-        return head + ["failed: " + row["error"][:60]] + [""] * (len(_COLUMNS) - 6)
+        what = "not supported: " if row.get("unsupported") else "failed: "
+        return head + [what + row["error"][:60]] + [""] * (len(_COLUMNS) - 6)
     return [fn(row) for _, fn in _COLUMNS]
 
 

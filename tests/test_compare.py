@@ -108,6 +108,26 @@ def test_a_wrong_peer_answer_fails_its_check(capsys, tmp_path, monkeypatch):
     assert "check failed: sgd 256x6 float64" in out or "check failed: gd 256x6" in out
 
 
+@pytest.mark.parametrize(("error", "status"), [(NotImplementedError, 0), (RuntimeError, 1)])
+def test_a_gap_is_not_supported_and_a_crash_fails(capsys, tmp_path, monkeypatch, error, status):
+    real_fit = compare_runners.FastgdRunner.fit
+
+    def fit(runner):
+        if runner.backend == "numba":
+            raise error("no such thing")
+        return real_fit(runner)
+
+    monkeypatch.setattr(compare_runners.FastgdRunner, "fit", fit)
+    code, report, out = _report(capsys, tmp_path, "--backends", "numpy,numba", "--peers",
+                                "none", "--problems", "gd", "--no-curves")
+    assert code == status
+    numba = next(r for r in report["results"] if r["backend"] == "numba")
+    assert numba["error"] == f"{error.__name__}: no such thing"
+    assert numba["unsupported"] == (error is NotImplementedError)
+    word = "not supported" if error is NotImplementedError else "failed"
+    assert f"{word}: {error.__name__}: no such thing" in out
+
+
 def test_sparse_family_is_skipped_with_the_reason_when_fit_refuses_it(capsys, tmp_path,
                                                                        monkeypatch):
     reason = "fastgd.fit does not accept sparse X yet (TypeError: no)"
