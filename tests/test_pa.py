@@ -61,7 +61,8 @@ def test_fit_pa_matches_reference(backend, case, kind):
 
 
 def test_fit_pa_float32(backend):
-    actual, expected, _, _ = _run(backend, np.float32, "hinge-K3-elasticnet-weights-avg", "pa1")
+    # one output: the numba kernel test_oneclass's float32 runs compile too
+    actual, expected, _, _ = _run(backend, np.float32, "hinge-l2", "pa1")
     assert rel_err(actual, expected) <= 2e-5
 
 
