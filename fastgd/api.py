@@ -173,8 +173,8 @@ def fit(
     intercept_decay : float, default 1.0
         The intercept's gradient is multiplied by this factor (> 0) before each update:
         scikit-learn's SGD damps the intercept's updates by 0.01 on sparse X (its
-        ``SPARSE_INTERCEPT_DECAY``). The numba and jax backends on a sparse X; elsewhere
-        a value other than 1 raises NotImplementedError.
+        ``SPARSE_INTERCEPT_DECAY``). Every backend on a sparse X; on a dense X the numpy
+        backend only (numba and jax raise NotImplementedError for a value other than 1).
 
     Returns
     -------

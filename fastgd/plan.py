@@ -199,8 +199,8 @@ def make_plan(
         For the first bad argument, naming it and its value.
     NotImplementedError
         For ``memory_budget`` with several processes or a sparse X; for
-        ``intercept_decay`` other than 1 on a dense X or with the numpy backend; for a
-        sparse X on several devices.
+        ``intercept_decay`` other than 1 on a dense X with the numba or jax backend; for
+        a sparse X on several devices.
     """
     backend = check_backend_name(backend)
     file_backed = isinstance(X, np.memmap)
@@ -283,8 +283,8 @@ def _check_sparse_options(
     ------
     NotImplementedError
         ``memory_budget`` or ``devices`` with a sparse X (it is placed whole, on one
-        device); ``intercept_decay`` != 1 on a dense X or with the numpy backend (only the
-        numba and jax sparse kernels carry it).
+        device); ``intercept_decay`` != 1 on a dense X with the numba or jax backend (their
+        dense loops do not carry it; numpy's does, and every backend's sparse kernels).
     """
     if sparse and memory_budget is not None:
         raise NotImplementedError(
@@ -295,11 +295,10 @@ def _check_sparse_options(
         raise NotImplementedError(
             f"devices={devices!r} is not supported with a sparse X; use one device"
         )
-    if model.intercept_decay != 1.0 and (not sparse or backend == "numpy"):
+    if model.intercept_decay != 1.0 and not sparse and backend != "numpy":
         raise NotImplementedError(
-            f"intercept_decay={model.intercept_decay!r} is supported on a sparse X by the "
-            f"numba and jax backends only (got backend={backend!r}, "
-            f"{'sparse' if sparse else 'dense'} X)"
+            f"intercept_decay={model.intercept_decay!r} on a dense X is supported by the "
+            f"numpy backend only, not {backend!r} (every backend supports it on a sparse X)"
         )
 
 

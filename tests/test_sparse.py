@@ -121,6 +121,8 @@ def test_bad_shapes_sparse_targets_and_options_are_named():
         fastgd.fit(X, y, intercept_decay=0.0)
     with pytest.raises(NotImplementedError, match="intercept_decay"):
         fastgd.fit(X.toarray(), y, intercept_decay=0.01, backend="numba")
+    with pytest.raises(NotImplementedError, match="intercept_decay"):
+        fastgd.fit(X.toarray(), y, intercept_decay=0.01, backend="jax")
     _untouched(X, before)
     empty = sp.csr_matrix((N, D))  # no stored value: a valid all-zero X
     result = fastgd.fit(empty, y, backend="numba", batch_size=1, epochs=1)
@@ -176,8 +178,8 @@ def test_sparse_equals_dense(backend):
         worst = max(worst, gap)
 
 
-@pytest.mark.parametrize("backend", ["numba", "jax"])
-def test_loss_grad_on_sparse_equals_dense_and_check_grad(backend):
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+def test_loss_grad_with_intercept_decay_on_sparse_equals_dense(backend):
     X, y, Y3, *_ = _problem()
     kernels = fastgd.get_backend(backend)
     from fastgd.specs import lower_model, resolve_loss
@@ -218,3 +220,21 @@ def test_per_sample_numba_equals_sgdclassifier_on_csr(penalty, average):
                       average=average, backend="numba")  # fmt: skip
     np.testing.assert_allclose(ours.coef, peer.coef_[0], rtol=0, atol=1e-10)
     assert abs(ours.intercept - peer.intercept_[0]) < 1e-10
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+def test_intercept_decay_per_sample_and_in_batches_on_every_backend(backend):
+    """Sparse with intercept_decay on each backend equals numpy's dense fit with it
+    (per-sample SGD with l2 and averaging, and mini-batch Adam)."""
+    X, y, Y3, *_ = _problem(5)
+    for kw in (dict(batch_size=1, penalty="l2", alpha=0.01, average=2, lr=0.05),
+               dict(batch_size=6, optimizer="momentum", lr=0.05)):  # fmt: skip
+        for target in (y, Y3):
+            ours = fastgd.fit(X, target, loss="hinge", epochs=2, seed=0, intercept_decay=0.01,
+                              backend=backend, **kw)  # fmt: skip
+            dense = fastgd.fit(X.toarray(), target, loss="hinge", epochs=2, seed=0,
+                               intercept_decay=0.01, backend="numpy", **kw)  # fmt: skip
+            plain = fastgd.fit(X.toarray(), target, loss="hinge", epochs=2, seed=0,
+                               backend="numpy", **kw)  # fmt: skip
+            assert _gap(ours, dense) < 1e-12
+            assert np.max(np.abs(np.asarray(plain.intercept) - dense.intercept)) > 1e-3

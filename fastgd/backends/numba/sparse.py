@@ -30,11 +30,12 @@ from numba import get_num_threads, njit, prange
 
 from ...sparse import CsrRows, csr_rows
 from ...specs import OPT_SGD
+from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
 from .jit import _JIT
 from .losses import _row_loss_and_dloss
 from .sgd import _average_into, _truncate_l1
-from .sparse_sgd import _SPARSE_PREFETCH_ROWS, _sparse_sgd_epochs, _sparse_sgd_epochs_matrix
+from .sparse_sgd import _sparse_sgd_epochs, _sparse_sgd_epochs_matrix
 from .updates import _l1_norm, _learning_rate, _opt_args, _prox_l1, _update_kernel
 
 #: Rows per block of the parallel pass over a batch's rows (the predictions and losses).
@@ -308,7 +309,7 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         )
         step = kernel(
             *csr, _kernel_orders(orders, False), *model_numbers, schedule_code, schedule_params,
-            epoch_losses, int(opt.average), _SPARSE_PREFETCH_ROWS,
+            epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
         )  # fmt: skip
     else:
         step = _csr_run_epochs(

@@ -9,9 +9,11 @@ costs O(nnz of the row · K), not O(d).
   a feature's K outputs contiguous, the intercepts in its last row; one scale for every
   output (they share the learning rate and the l2 shrink). A step multiplies ``scale``
   by ``1 − lr·l2`` and adds ``(−lr·dloss_k·s / scale)·x`` to the row's entries of
-  output k, skipped where ``dloss_k`` is 0. A scale below 1e-9 in size is folded into
-  ``V`` (O(d·K), rare). The objective's penalty uses ``‖V‖²`` and ``Σ|V|``, kept up to
-  date at the entries a step changes and recomputed exactly at each epoch's start.
+  output k (the K outputs of a stored value in one contiguous pass), skipped when every
+  ``dloss_k`` is 0. A scale below 1e-9 in size is folded into ``V`` (O(d·K), rare). The
+  objective's penalty uses ``‖V‖²`` (updated as ``‖v + c·x‖² = ‖v‖² + c·(2·v·x +
+  c·‖x‖²)``) and, with l1, ``Σ|V|`` (updated at the entries a step changes); both are
+  recomputed exactly at each epoch's start.
 - **l1: scikit-learn's cumulative truncation on the features the row stores**, after
   the step (its sparse rule: a weight whose feature a row does not store is truncated
   when its feature next appears, so on sparse X the result differs from the dense rule,
@@ -22,9 +24,10 @@ costs O(nnz of the row · K), not O(d).
   ``P`` (d, K) changed only where ``V`` changes (``P −= c·ΔV``); the intercepts are
   averaged directly. The average is formed at the end of the call into ``slots[2]``.
 - ``intercept_decay`` multiplies the intercepts' steps (scikit-learn: 0.01 on sparse X).
-- **Prefetch in two stages** along the epoch's order: the column indices and values of
-  the row ``2·ahead`` samples ahead, and the entries of ``V`` at the columns of the row
-  ``ahead`` samples ahead (whose indices the first stage brought in).
+- **Prefetch in stages** along the epoch's order: the row pointer of the sample
+  ``3·ahead`` ahead, the column indices and values of the row ``2·ahead`` ahead (whose
+  pointer the first stage brought in), and the entries of ``V`` at the columns of the
+  row ``ahead`` ahead (whose indices the second stage brought in).
 
 The call's last step writes its gradient into the trace (``slots[0]``), as the dense
 loops leave it.
@@ -135,6 +138,8 @@ def _sgd_kernel(vector: bool):
             for k in range(K):
                 avg_b[k] = slots[2, d, k]
         p = np.empty(K)
+        dots = np.empty(K)
+        coef = np.empty(K)
         n_epochs = epoch_losses.shape[0]
         for e in range(n_epochs):
             order = orders[e % orders.shape[0]]
@@ -142,6 +147,8 @@ def _sgd_kernel(vector: bool):
             total = 0.0
             for t in range(n):
                 i = order[t]
+                if t + 3 * ahead < n:  # stage 0: where the furthest row starts
+                    _prefetch_1d(indptr, order[t + 3 * ahead])
                 if t + 2 * ahead < n:  # stage 1: the indices and values of a row further on
                     far = indptr[order[t + 2 * ahead]]
                     _prefetch_1d(indices, far)
@@ -155,14 +162,16 @@ def _sgd_kernel(vector: bool):
                 lo = indptr[i]
                 hi = indptr[i + 1]
                 for k in range(K):
-                    p[k] = 0.0
+                    dots[k] = 0.0
+                xx = 0.0
                 for pos in range(lo, hi):
                     j = indices[pos]
                     x = np.float64(values[pos])
+                    xx += x * x
                     for k in range(K):
-                        p[k] += x * V[j, k]
+                        dots[k] += x * V[j, k]
                 for k in range(K):
-                    p[k] = scale * p[k] + V[d, k]
+                    p[k] = scale * dots[k] + V[d, k]
                 loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
                 s = np.float64(weight[i]) if weighted else 1.0
                 total += loss * s + 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
@@ -184,13 +193,15 @@ def _sgd_kernel(vector: bool):
                         for k in range(K):
                             V[j, k] *= scale
                     c_avg /= scale
+                    for k in range(K):
+                        dots[k] *= scale
                     sq, ab = _norms(V, d)
                     scale = 1.0
                 averaged = averaging and step >= average
                 moved = False
                 for k in range(K):
                     moved = moved or p[k] != 0.0
-                if moved:
+                if moved and truncate:  # Σ|V| is needed: entry by entry
                     for pos in range(lo, hi):
                         j = indices[pos]
                         x = np.float64(values[pos])
@@ -204,6 +215,19 @@ def _sgd_kernel(vector: bool):
                                 ab += abs(new) - abs(old)
                                 if averaged:
                                     P[j, k] -= c_avg * delta
+                elif moved:  # the K outputs of each stored value at once (a zero step adds 0)
+                    for k in range(K):
+                        coef[k] = p[k] / scale
+                        sq += coef[k] * (2.0 * dots[k] + coef[k] * xx)  # ‖v + c·x‖²
+                    for pos in range(lo, hi):
+                        j = indices[pos]
+                        x = np.float64(values[pos])
+                        for k in range(K):
+                            V[j, k] += x * coef[k]
+                        if averaged:
+                            for k in range(K):
+                                P[j, k] -= c_avg * (x * coef[k])
+                if moved:
                     if fit_intercept:
                         for k in range(K):
                             V[d, k] += p[k] * intercept_decay

@@ -151,18 +151,7 @@ def loss_grad(data: Data, theta: np.ndarray, model: LoweredModel) -> tuple[float
         ``d loss(p_ik, y_ik) / d p_ik`` is clipped to ``[-max_dloss, max_dloss]``
         first (a gradient of the loss only when nothing is clipped).
     """
-    _no_intercept_decay(model)
     return _batch_loss_grad(data, theta, model)
-
-
-def _no_intercept_decay(model: LoweredModel) -> None:
-    """Raise NotImplementedError for an ``intercept_decay`` other than 1 (not carried by
-    this backend's batch gradient yet)."""
-    if model.intercept_decay != 1.0:
-        raise NotImplementedError(
-            f"intercept_decay={model.intercept_decay!r} is not supported by the {NAME} "
-            "backend; use backend='numba' or 'jax' with a sparse X"
-        )
 
 
 def init_state(theta: np.ndarray, opt: LoweredOptimizer) -> State:
@@ -243,5 +232,4 @@ def run_epochs(
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
         evaluated before each batch's update.
     """
-    _no_intercept_decay(model)
     return _train_epochs(data, theta, state, orders, batch_size, model, opt)

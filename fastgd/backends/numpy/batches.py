@@ -30,7 +30,9 @@ def _batch_loss_grad(
         dloss = dloss * weight[:, None]
     grad = np.empty_like(theta)
     grad[:-1] = (X.T @ dloss) / m + model.l2 * W + model.l1 * np.sign(W)
-    grad[-1] = dloss.mean(axis=0) + model.intercept_slope if model.fit_intercept else 0.0
+    # the intercepts' gradient, times intercept_decay (scikit-learn's damping on sparse X)
+    decay = model.intercept_decay
+    grad[-1] = (dloss.mean(axis=0) + model.intercept_slope) * decay if model.fit_intercept else 0.0
     penalty = 0.5 * model.l2 * float(np.vdot(W, W)) + model.l1 * float(np.abs(W).sum())
     if model.intercept_slope:  # the one-class SVM's nu·b
         penalty += model.intercept_slope * float(b.sum(dtype=np.float64))
