@@ -16,6 +16,11 @@ PyTorch), keyed by (backend, device). Two measures are ranked:
 For every pair of runners whose figures differ by more than ``--margin`` (20%) in either
 report, the faster runner must be the same in both. Prints each pair ranked differently
 and a count per measure; exits with status 1 when any pair is ranked differently.
+
+``--stat min`` ranks the fastest fit of each runner instead of the median (on a machine
+shared with other work, noise only ever adds time); ``--stable-only`` leaves out the
+time-per-epoch figures ``fastgd compare`` marks unstable (interquartile range above 20%
+of the median, "~" in its table) in either report.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ MEASURES = (
 )
 
 
-def medians(path: str, field: str = "time_per_epoch_s", group=MEASURES[0][2]) -> dict:
+def medians(path: str, field: str = "time_per_epoch_s", group=MEASURES[0][2],
+            stable_only: bool = False) -> dict:
     """``field`` of each runner, grouped: ``{group: {runner: seconds}}``.
 
     A runner is (backend, device), with the problem added for the groups that hold
     several problems (the families' curves); rows without the field (failed, or not on
-    a curve, or that never got within 1e-3) are left out.
+    a curve, or that never got within 1e-3) are left out, and with ``stable_only`` the
+    rows marked unstable.
     """
     with open(path) as f:
         report = json.load(f)
@@ -47,8 +54,10 @@ def medians(path: str, field: str = "time_per_epoch_s", group=MEASURES[0][2]) ->
     for row in report["results"]:
         if "error" in row or row.get(field) is None:
             continue
+        if stable_only and row.get("unstable"):
+            continue
         runner = (row["backend"], row["device"])
-        if field != "time_per_epoch_s":
+        if field == "time_to_target_s":
             runner = (row["problem"], *runner)
         cells.setdefault(group(row), {})[runner] = row[field]
     return cells
@@ -79,11 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first")
     parser.add_argument("second")
     parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="rank each runner's median or fastest time per epoch")
+    parser.add_argument("--stable-only", action="store_true",
+                        help="leave out the time-per-epoch figures marked unstable")
     args = parser.parse_args(argv)
     differ = 0
     for name, field, group in MEASURES:
-        compared, lines = disagreements(medians(args.first, field, group),
-                                        medians(args.second, field, group), args.margin)
+        if field == "time_per_epoch_s" and args.stat == "min":
+            name, field = "min time/epoch", "min_per_epoch_s"
+        stable = args.stable_only and field != "time_to_target_s"
+        compared, lines = disagreements(medians(args.first, field, group, stable),
+                                        medians(args.second, field, group, stable),
+                                        args.margin)
         for line in lines:
             print(f"{name}: {line}")
         print(f"{name}: {compared} pairs differ by more than {args.margin:.0%}; "

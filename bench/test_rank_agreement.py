@@ -8,14 +8,15 @@ from rank_agreement import MEASURES, disagreements, main, medians
 
 
 def _report(path, times: dict[str, float], targets: dict[str, float | None] | None = None,
-            ) -> str:
+            unstable: tuple[str, ...] = ()) -> str:
     """A report of one cell (gd, 8x2, float64) of fastgd backends and peers; ``targets``
     gives the rows' time to 1e-3 (the family's curve data)."""
     rows = []
     for backend, t in times.items():
         row = {"problem": "gd", "family": "squared", "n": 8, "d": 2, "dtype": "float64",
                "backend": backend, "device": "cpu", "peer": backend in ("optax", "torch"),
-               "time_per_epoch_s": t}
+               "time_per_epoch_s": t, "min_per_epoch_s": t / 2,
+               "unstable": backend in unstable}
         if targets is not None and backend in targets:
             row["time_to_target_s"] = targets[backend]
         rows.append(row)
@@ -59,3 +60,14 @@ def test_time_to_target_is_ranked_too(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "time/epoch: 0 pairs differ" in out
     assert "time to 1e-3: 1 pairs differ by more than 20%; 1 ranked differently" in out
+
+
+def test_min_and_stable_only(tmp_path, capsys):
+    a = _report(tmp_path / "a.json", {"numba": 1.0, "jax": 2.0}, unstable=("jax",))
+    b = _report(tmp_path / "b.json", {"numba": 2.0, "jax": 1.0})
+    assert main([a, b]) == 1
+    assert main([a, b, "--stable-only"]) == 0
+    assert main([a, b, "--stat", "min"]) == 1
+    out = capsys.readouterr().out
+    assert "time/epoch: 0 pairs differ" in out  # --stable-only: jax left out of a
+    assert "min time/epoch: 1 pairs differ by more than 20%; 1 ranked differently" in out

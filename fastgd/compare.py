@@ -98,6 +98,8 @@ class CompareConfig:
     curve_budget_s : float
         A curve stops after the first epoch that ends this long after its start (it then
         has fewer than ``curve_epochs`` epochs).
+    curve_repeat : int
+        Times each curve is recorded (its times: the fastest, epoch by epoch).
     sizes : tuple of (n, d)
         Problem shapes.
     dtypes : tuple of str
@@ -124,6 +126,7 @@ class CompareConfig:
     peers: tuple[str, ...] | None = None
     curves: bool = True
     curve_budget_s: float = 10.0
+    curve_repeat: int = 3
     sizes: tuple[tuple[int, int], ...] = tuple((n, DEFAULT_FEATURES) for n in DEFAULT_SIZES)
     dtypes: tuple[str, ...] = DTYPES
     backends: tuple[str, ...] = ()
@@ -144,6 +147,7 @@ class CompareConfig:
             repeat=30,
             budget_s=0.3,
             curve_budget_s=0.5,
+            curve_repeat=2,
             bandwidth_bytes=128 * 2**20,
             bandwidth_repeat=3,
             quick=True,
@@ -370,26 +374,58 @@ def curve_cell(cfg: CompareConfig) -> tuple[tuple[int, int], str] | None:
     return size, "float64" if "float64" in cfg.dtypes else cfg.dtypes[0]
 
 
-def _record_curve(cell: _Cell, X, y, budget_s: float) -> dict:
-    """The runner's objective after each of ``curve_epochs`` epochs against its training
-    seconds, from 0 at the start (zero parameters); a compiling runner first runs one
-    untimed epoch (the curve's programs may differ from the timed fit's)."""
+def _record_curves(cells: list[_Cell], X, y, cfg: CompareConfig) -> list[dict]:
+    """Each runner's objective after each of ``curve_epochs`` epochs against its training
+    seconds, from 0 at the start (zero parameters).
+
+    A compiling runner first runs one untimed epoch (the curve's programs may differ from
+    the timed fit's). The curves are recorded ``cfg.curve_repeat`` times, in rounds over
+    the runners (as the timed fits are); the times are the fastest of the repeats epoch
+    by epoch (a busy machine only ever adds time), the objectives the first repeat's.
+    """
+    live = [c for c in cells if c.error is None]
+    runs: dict[int, list] = {id(c): [] for c in live}
+    errors: dict[int, str] = {}
+    for cell in live:
+        if cell.compiles:
+            _guarded(errors, cell, lambda c: c.runner.curve(1))
+    for rep in range(cfg.curve_repeat):
+        shift = rep % max(len(live), 1)
+        for cell in live[shift:] + live[:shift]:
+            if id(cell) not in errors:
+                _quiesce()
+                run = _guarded(errors, cell, lambda c: c.runner.curve(
+                    c.problem.curve_epochs, cfg.curve_budget_s))
+                if run is not None:
+                    runs[id(cell)].append(run)
+    return [_curve_entry(c, X, y, runs[id(c)], errors.get(id(c))) for c in live]
+
+
+def _guarded(errors: dict[int, str], cell: _Cell, call):
+    """``call(cell)``, or None with its error recorded in ``errors``."""
+    try:
+        return call(cell)
+    except Exception as exc:
+        errors[id(cell)] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def _curve_entry(cell: _Cell, X, y, runs: list, error: str | None) -> dict:
     runner, problem = cell.runner, cell.problem
     n, d = X.shape
     entry = {"problem": problem.name, "family": problem.family, "n": n, "d": d,
              "dtype": str(X.dtype), "backend": runner.backend, "device": runner.device,
              "max_epochs": problem.curve_epochs}
-    try:
-        if runner.compiles:
-            runner.curve(1)
-        _quiesce()
-        times, thetas = runner.curve(problem.curve_epochs, budget_s)
-    except Exception as exc:
-        return {**entry, "error": f"{type(exc).__name__}: {exc}"}
+    if error is not None or not runs:
+        return {**entry, "error": error or "no curve recorded"}
+    epochs = min(len(times) for times, _ in runs)
+    times = np.min([np.asarray(t[:epochs], dtype=float) for t, _ in runs], axis=0)
+    thetas = runs[0][1][:epochs]
     start = np.zeros_like(thetas[0])
     values = [objective(problem.family, X, y, th) for th in [start, *thetas]]
-    return {**entry, "epochs": len(thetas), "times_s": [0.0, *map(float, times)],
-            "objective": values}
+    return {**entry, "epochs": epochs, "repeats": len(runs),
+            "times_s": [0.0, *map(float, times)], "objective": values,
+            "repeat_times_s": [[float(v) for v in t[:epochs]] for t, _ in runs]}
 
 
 def _targets_and_peers(cfg: CompareConfig) -> tuple[tuple[str, ...], list, tuple[str, ...]]:
@@ -403,8 +439,7 @@ def _run_problem(problem: Problem, X, y, cfg: CompareConfig, runner_args: tuple,
     """Time every runner of one problem on one data set: (result rows, curves)."""
     cells = [_Cell(r) for r in make_runners(problem, X, y, *runner_args)]
     _time_interleaved(cells, cfg)
-    curves = [_record_curve(c, X, y, cfg.curve_budget_s)
-              for c in cells if c.error is None] if with_curves else []
+    curves = _record_curves(cells, X, y, cfg) if with_curves else []
     rows = [cell.row() for cell in cells]
     _add_checks(rows, *_reference(problem, X, y, rows))
     return rows, curves
@@ -562,8 +597,9 @@ def _settings(cfg: CompareConfig, backends, targets, peers, curve_at) -> dict:
         "param_diff": "max |theta - theta_numpy| over weights and intercepts, same dtype; "
         f"check fails above {CHECK_RTOL} relative to max |theta_numpy|",
         "curve_budget_s": cfg.curve_budget_s,
+        "curve_repeat": cfg.curve_repeat,
         "curves": "one data set per family (curve_data); every runner trains curve_epochs "
         "epochs (fewer once curve_budget_s has passed), the parameters are copied after "
         "each epoch and the objective evaluated afterwards; times are training seconds, "
-        "the copies left out",
+        "the copies left out, the fastest of curve_repeat recordings epoch by epoch",
     }

@@ -186,6 +186,8 @@ def test_curves_in_the_json(capsys, tmp_path):
         assert times[0] == 0.0 and np.all(np.diff(times) > 0), c
         assert np.all(np.isfinite(values)) and values[0] == pytest.approx(1.0)  # hinge at 0
         assert c["best_objective"] == report["best_objective"]["hinge"] <= values.min()
+        assert c["repeats"] == len(c["repeat_times_s"]) == 2  # --quick
+        np.testing.assert_array_equal(times[1:], np.min(c["repeat_times_s"], axis=0))
     best = report["best_objective"]["hinge"]
     assert best == min(min(c["objective"]) for c in curves)
     assert best < objective("hinge", X, y, np.zeros(7))
