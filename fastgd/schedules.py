@@ -230,8 +230,9 @@ class PassiveAggressive:
     ``tau = min(C, loss / ‖x‖²)`` for ``kind="pa1"`` (0 for a row of zeros) and
     ``tau = loss / (‖x‖² + 1/(2C))`` for ``"pa2"``. A penalty (and the one-class SVM's
     ``nu·b``) steps at the learning rate ``C``: the weights shrink by ``1 − C·l2``. The
-    objective reported per epoch (what ``tol`` watches) is the mean weighted loss alone,
-    without the penalty, as scikit-learn's.
+    objective reported per epoch (what ``tol`` watches) is scikit-learn's: the mean
+    unweighted loss alone, without the penalty or the samples' weights (pa minimises no
+    objective of its own; this is what scikit-learn watches).
     """
 
     C: float

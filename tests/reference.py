@@ -452,8 +452,8 @@ def pa_step(x, target, theta, model, opt, s) -> tuple[float, Matrix, bool]:
     loss_k/‖x‖²)`` (pa1; 0 when ‖x‖ = 0) or ``loss_k/(‖x‖² + 1/(2C))`` (pa2), the
     unweighted loss; ``u_k = −tau_k·sign(dloss_k)·s``; ``w_jk = w_jk·(1 − C·l2) +
     u_k·x_j``; ``b_k += u_k − C·slope`` when the intercepts are trained. Returns the
-    sample's weighted loss (no penalty), the new parameter matrix and whether theta was
-    a vector.
+    sample's unweighted loss (no penalty), the new parameter matrix and whether theta was
+    a vector. The value is scikit-learn's objective of pa: the unweighted loss.
     """
     loss_code, loss_param, l2, l1, fit_intercept, *rest = model
     slope = rest[2] if len(rest) > 2 else 0.0
@@ -468,7 +468,7 @@ def pa_step(x, target, theta, model, opt, s) -> tuple[float, Matrix, bool]:
     for k in range(K):
         loss = sample_loss(loss_code, loss_param, p[k], targets[k])
         dloss = sample_dloss(loss_code, loss_param, p[k], targets[k])
-        value += s * loss
+        value += loss
         if opt[2] == SCHED_PA1:
             tau = 0.0 if sq == 0.0 else min(C, loss / sq)
         else:

@@ -56,7 +56,7 @@ def _run(backend, dtype, case, kind, C=0.3, epochs=3):
 def test_fit_pa_matches_reference(backend, case, kind):
     actual, expected, result, losses = _run(backend, np.float64, case, kind)
     assert rel_err(actual, expected) <= 1e-12
-    # the epoch objective is the mean weighted loss alone (no penalty), as scikit-learn's
+    # the epoch objective is the mean unweighted loss alone (no penalty), as scikit-learn's
     assert rel_err(result.loss_history, losses) <= 1e-12
 
 
@@ -110,13 +110,12 @@ def _data(name):
 
 
 #: (data, lr, shuffle, average, eta0, max_iter, weighted). Weighted cases: the weights
-#: average about 1.5 (absolute multipliers of the step, as scikit-learn's); scikit-learn's
-#: tol rule sums the unweighted losses, fastgd's the weighted ones (README's known limit),
-#: so the weighted cases are ones where both stop at the same epoch.
+#: average about 1.5 (absolute multipliers of the step, as scikit-learn's; its tol rule,
+#: and fastgd's with pa, watch the unweighted losses).
 SKLEARN_CASES = [
     ("cancer", "pa1", False, False, 0.1, 20, True),
     ("cancer", "pa2", True, 7, 0.05, 20, True),
-    ("wine", "pa1", True, False, 0.1, 20, False),
+    ("wine", "pa1", True, False, 0.1, 20, True),
     ("wine", "pa2", False, 50, 1.0, 20, True),
     ("diabetes", "pa1", True, 10, 0.01, 10, True),
     ("diabetes", "pa2", False, False, 0.1, 20, False),
@@ -138,6 +137,28 @@ def test_estimators_pa_equal_sklearn(backend, data, lr, shuffle, average, eta0, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs, ours = (est.fit(X, y, sample_weight=weight) for est in pair)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+    assert rel_err(ours.coef_, theirs.coef_) <= 1e-10
+    assert rel_err(ours.intercept_, theirs.intercept_) <= 1e-10
+
+
+@pytest.mark.parametrize("data, extra", [
+    ("wine", dict(class_weight="balanced")),
+    ("cancer", dict(early_stopping=True)),
+    ("cancer", dict(penalty="elasticnet", l1_ratio=0.3, alpha=1e-3)),
+    ("diabetes", dict(early_stopping=True, loss="epsilon_insensitive")),
+])  # fmt: skip
+def test_estimators_pa_options_equal_sklearn(data, extra):
+    """Class weights (the tol rule watches the unweighted losses, as scikit-learn's),
+    early stopping, elastic net."""
+    X, y = _data(data)
+    kw = dict(learning_rate="pa1", eta0=0.1, random_state=2, **extra)
+    if data == "diabetes":
+        pair = SGDRegressor(**kw), GDRegressor(backend="numba", **kw)
+    else:
+        pair = SGDClassifier(**kw), GDClassifier(backend="numba", **kw)
+    theirs, ours = (est.fit(X, y) for est in pair)
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.t_ == theirs.t_
     assert rel_err(ours.coef_, theirs.coef_) <= 1e-10

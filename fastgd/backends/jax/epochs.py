@@ -97,7 +97,7 @@ def _epochs(
 
     A passive-aggressive schedule (batches of one sample) takes its own step
     (:func:`fastgd.backends.jax.updates._pa_step`) instead of the gradient's; the epoch's
-    objective is then the mean weighted loss alone.
+    objective is then the mean unweighted loss alone (scikit-learn's).
 
     ``opt.average`` = a > 0 keeps the running average of the parameters in the third
     slot after each update t >= a (:func:`_average_step`): after a proximal step, before

@@ -186,8 +186,8 @@ def _l1_step(
 
 def _pa_step(params: Params, batch, model_hyper, static, opt_hyper, pa1: bool):
     """One passive-aggressive step on a batch of one sample (``specs.PassiveAggressive``);
-    returns the new ``(W, b)`` and the sample's weighted loss (float64, summed over the
-    outputs).
+    returns the new ``(W, b)`` and the sample's unweighted loss (float64, summed over the
+    outputs: scikit-learn's objective of pa).
 
     Per output: ``tau = min(C, loss/‖x‖²)`` (pa1; 0 for a row of zeros) or
     ``loss/(‖x‖² + 1/(2C))`` (pa2), ``update = −tau·sign(dloss)·s``; the weights shrink by
@@ -218,4 +218,4 @@ def _pa_step(params: Params, batch, model_hyper, static, opt_hyper, pa1: bool):
     b_new = b64
     if static.fit_intercept:
         b_new = b64 + (update - C * model_hyper[4]).reshape(b.shape)
-    return (W_new.astype(W.dtype), b_new.astype(b.dtype)), jnp.sum(losses) * s
+    return (W_new.astype(W.dtype), b_new.astype(b.dtype)), jnp.sum(losses)

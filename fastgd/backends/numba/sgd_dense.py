@@ -50,7 +50,7 @@ def _sgd_epochs_dense(
     the l1 truncation (``slots[1]``: q, and u at the intercepts' row).
 
     The epoch's objective: the mean over samples of the weighted losses summed over the
-    outputs, plus the penalty and ``slope·Σb`` before the step; with pa the weighted
+    outputs, plus the penalty and ``slope·Σb`` before the step; with pa the unweighted
     losses alone (scikit-learn's).
     """
     n, d = X.shape
@@ -87,7 +87,7 @@ def _sgd_epochs_dense(
                     dot += np.float64(x[j]) * theta[j, k]
                 loss, g = _loss_and_dloss(dot + p, np.float64(Y[i, k]), loss_code, loss_param)
                 g = _clip_dloss(g, max_dloss)
-                objective += loss * s
+                objective += loss if pa else loss * s
                 dl[k] = g * s
                 if pa:
                     tau = 0.0

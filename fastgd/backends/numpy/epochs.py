@@ -17,7 +17,7 @@ after the proximal l1 step, but before the truncation per sample (scikit-learn's
 
 A passive-aggressive schedule (``SCHED_PA1``/``SCHED_PA2``, batches of one sample) takes
 its own step (:func:`fastgd.backends.numpy.updates._pa_step`) in place of the gradient's;
-the epoch's objective is then the mean weighted loss alone.
+the epoch's objective is then the mean unweighted loss alone (scikit-learn's).
 """
 
 from __future__ import annotations

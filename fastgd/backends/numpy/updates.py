@@ -72,7 +72,7 @@ def _pa_step(
     batch: tuple, theta: np.ndarray, state: State, model: LoweredModel, opt: LoweredOptimizer
 ) -> tuple[float, State]:
     """One passive-aggressive step on one sample, in place on ``theta`` (see
-    ``specs.PassiveAggressive``); returns its weighted loss (summed over the K outputs)
+    ``specs.PassiveAggressive``); returns its unweighted loss (summed over the K outputs)
     and the state after it (the step count; the moments are not used).
 
     Per output: ``tau = min(C, loss/‖x‖²)`` (pa1; 0 for a row of zeros) or
@@ -102,7 +102,7 @@ def _pa_step(
     theta[:-1] = W + np.outer(x, update)
     if model.fit_intercept:
         theta[-1] = theta[-1].astype(np.float64) + (update - C * model.intercept_slope)
-    return float(losses.sum() * s), (step + 1, slots)
+    return float(losses.sum()), (step + 1, slots)
 
 
 # ------------------------------------------------------------------ the l1 penalty's step
