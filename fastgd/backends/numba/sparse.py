@@ -19,6 +19,8 @@ per loss).
   sample, with momentum) scikit-learn's truncation of every weight, as on dense X.
   Plain per-sample SGD runs :mod:`.sparse_sgd` instead, in O(nnz of the row) per step.
 - The intercept's gradient is multiplied by ``intercept_decay`` (the model's).
+- Not carried (NotImplementedError): passive-aggressive steps, the one-class SVM's
+  intercept slope.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ...sparse import CsrRows, csr_rows
-from ...specs import OPT_SGD
+from ...specs import OPT_SGD, PA_SCHEDULES
 from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
 from .jit import _JIT
@@ -189,6 +191,7 @@ def _csr_loss_grad(
 
 def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bool):
     """The batch objective of ``model`` over every row of ``data`` and its gradient."""
+    _check_supported(model)
     rows = data.X
     n = rows.shape[0]
     grad = np.empty_like(theta)
@@ -286,9 +289,23 @@ def _csr_run_epochs(
 # ----------------------------------------------------------------- the entry points
 
 
+def _check_supported(model, opt=None) -> None:
+    """Raise NotImplementedError for what the sparse kernels do not carry."""
+    if opt is not None and opt.schedule_code in PA_SCHEDULES:
+        raise NotImplementedError(
+            "passive-aggressive steps (pa1/pa2) on a sparse X are not supported"
+        )
+    if getattr(model, "intercept_slope", 0.0):
+        raise NotImplementedError(
+            "the one-class SVM's intercept slope on a sparse X is not supported by the numba "
+            "backend; use backend='numpy'"
+        )
+
+
 def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):
     """:func:`fastgd.backends.numba.run_epochs` on a :class:`SparseData`: plain per-sample
     SGD in :mod:`.sparse_sgd`'s loop, every other case in :func:`_csr_run_epochs`."""
+    _check_supported(model, opt)
     rows = data.X
     n = rows.shape[0]
     step, slots = state
