@@ -324,10 +324,13 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         kernel = _sparse_sgd_epochs if _is_vector(model.loss_code, theta) else (
             _sparse_sgd_epochs_matrix
         )
+        V = theta if theta.dtype == np.float64 else theta.astype(np.float64)
         step = kernel(
-            *csr, _kernel_orders(orders, False), *model_numbers, schedule_code, schedule_params,
-            epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
+            *csr[:5], V, *csr[6:], _kernel_orders(orders, False), *model_numbers, schedule_code,
+            schedule_params, epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
         )  # fmt: skip
+        if V is not theta:
+            theta[...] = V
     else:
         step = _csr_run_epochs(
             *csr, _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,

@@ -101,22 +101,23 @@ def _write_trace(trace, indptr, indices, values, i, V, scale, dl, l2, fit_interc
 
 
 def _sgd_kernel(vector: bool):
-    """The per-sample loop; ``vector`` (a compile-time constant) fixes K = 1."""
+    """The per-sample loop; ``vector`` (a compile-time constant) fixes K = 1.
+
+    ``V`` (d + 1, K) float64 holds the parameters: theta itself for float64 data (worked
+    on in place, the scale folded back in at the end), else a float64 copy that the
+    caller rounds back into theta.
+    """
 
     @njit(**_JIT)
     def sparse_sgd_epochs(
-        indptr, indices, values, Y, weight, theta, slots, step, orders, loss_code, loss_param,
+        indptr, indices, values, Y, weight, V, slots, step, orders, loss_code, loss_param,
         max_dloss, l2, l1, fit_intercept, intercept_decay, schedule_code, schedule_params,
         epoch_losses, average, ahead,
     ):
         n = indptr.shape[0] - 1
-        d = theta.shape[0] - 1
-        K = 1 if vector else theta.shape[1]
+        d = V.shape[0] - 1
+        K = 1 if vector else V.shape[1]
         weighted = weight.shape[0] > 0
-        V = np.empty((d + 1, K))
-        for j in range(d + 1):
-            for k in range(K):
-                V[j, k] = theta[j, k]
         scale = 1.0
         truncate = l1 != 0.0
         q = np.empty((d if truncate else 0, K))
@@ -156,7 +157,11 @@ def _sgd_kernel(vector: bool):
                 if t + ahead < n:  # stage 2: the weights at the columns of a nearer row
                     near = order[t + ahead]
                     for pos in range(indptr[near], indptr[near + 1]):
-                        _prefetch(V, indices[pos], 0)
+                        j = indices[pos]
+                        for k in range(0, K, 8):  # every cache line of the K outputs
+                            _prefetch(V, j, k)
+                        if K > 8:
+                            _prefetch(V, j, K - 1)
                 step += 1
                 lr = _learning_rate(schedule_code, schedule_params, step)
                 lo = indptr[i]
@@ -267,9 +272,7 @@ def _sgd_kernel(vector: bool):
             epoch_losses[e] = total / n
         for j in range(d):
             for k in range(K):
-                theta[j, k] = scale * V[j, k]
-        for k in range(K):
-            theta[d, k] = V[d, k]
+                V[j, k] *= scale
         if truncate:
             for j in range(d):
                 for k in range(K):
