@@ -270,9 +270,6 @@ def _sgd_kernel(vector: bool):
                                 if averaged:
                                     P[j, k] -= c_avg * (new - z)
             epoch_losses[e] = total / n
-        for j in range(d):
-            for k in range(K):
-                V[j, k] *= scale
         if truncate:
             for j in range(d):
                 for k in range(K):
@@ -285,6 +282,9 @@ def _sgd_kernel(vector: bool):
                     slots[2, j, k] = g_avg * (P[j, k] + c_avg * V[j, k])
             for k in range(K):
                 slots[2, d, k] = avg_b[k]
+        for j in range(d):  # the weights themselves: the scale folded in, last
+            for k in range(K):
+                V[j, k] *= scale
         return step
 
     return sparse_sgd_epochs
