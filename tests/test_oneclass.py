@@ -153,3 +153,23 @@ def test_one_class_gradient_by_finite_differences(backend):
     err = fastgd.check_grad(X, np.ones(30), coef, 0.7, loss=OneClassHinge(0.4), penalty="l2",
                             alpha=0.4, backend=backend)  # fmt: skip
     assert err <= 1e-6
+
+
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["sgd", "mini"])
+def test_fit_one_class_two_outputs_matches_reference(backend, batch_size):
+    """K = 2 outputs of the one-class objective (each its own intercept slope), per
+    sample and in mini-batches, without weights."""
+    nu = 0.4
+    X = np.random.default_rng(6).standard_normal((37, 5))
+    Y = np.ones((37, 2))
+    optimizer = fastgd.SGD(lr=0.05)
+    result = fastgd.fit(X, Y, loss=OneClassHinge(nu), optimizer=optimizer, penalty="l2",
+                        alpha=nu, batch_size=batch_size, epochs=3, seed=2, backend=backend,
+                        intercept_init=[1.0, 0.5])  # fmt: skip
+    model = model_for("hinge", "l2", alpha=nu)._replace(intercept_slope=nu)
+    theta0 = [[0.0, 0.0] for _ in range(5)] + [[1.0, 0.5]]
+    theta, losses = ref.train(as_rows(X), Y.tolist(), theta0, ref.shuffled_orders(2, 37, 3, True),
+                              batch_size, model, lower_optimizer(optimizer))  # fmt: skip
+    actual = np.vstack([result.coef, np.reshape(result.intercept, (1, -1))])
+    assert rel_err(actual, np.asarray(theta)) <= 1e-12
+    assert rel_err(result.loss_history, losses) <= 1e-12
