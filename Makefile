@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # numba's disk cache checks only the file that defines a kernel, not the files of the
 # kernels it calls: a cache folder per version of the numba backend's sources (and of the
 # specs, whose codes its kernels read) keeps an edit from running stale machine code.
-NUMBA_SOURCES := $(shell cat fastgd/backends/numba/*.py fastgd/specs.py | cksum | cut -d' ' -f1)
+NUMBA_SOURCES := $(shell cat fastgd/backends/numba/*.py fastgd/specs.py fastgd/schedules.py | cksum | cut -d' ' -f1)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba/$(NUMBA_SOURCES)
 export FASTGD_JAX_CACHE_DIR ?= $(CURDIR)/.cache/jax
 

@@ -9,6 +9,7 @@ import numbers
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier, is_regressor
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
@@ -41,6 +42,7 @@ from .specs import (
 #: loss derivative is clipped to [-1e12, 1e12], which keeps a diverging fit finite
 #: instead of raising ``DivergenceError``.
 _SKLEARN_MAX_DLOSS = 1e12
+_SPARSE_INTERCEPT_DECAY = 0.01  # scikit-learn SGD's damping of the intercept on sparse X
 
 #: scikit-learn's loss names -> fastgd loss spec factories taking ``epsilon``.
 _REGRESSION_LOSSES = {
@@ -171,7 +173,8 @@ class _GDBase(BaseEstimator):
             keep = ~held_out
             X, Y, weights = X[keep], Y[keep], None if weights is None else weights[keep]
         args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss,
-                    callback=_EpochReport(X.shape[0]) if self.verbose else None)
+                    callback=_EpochReport(X.shape[0]) if self.verbose else None,
+                    intercept_decay=_intercept_decay(X))
         if self.batch_size is not None:
             args["batch_size"] = min(self.batch_size, X.shape[0])
         per_output = weights is not None and weights.ndim == 2
@@ -329,7 +332,7 @@ class _GDBase(BaseEstimator):
         first = not partial or getattr(self, "_theta", None) is None
         # finiteness is checked once, by fastgd.fit (one threaded pass over X)
         X, y = validate_data(self, X, y, reset=first, dtype=[np.float64, np.float32],
-                             y_numeric=not isinstance(self, ClassifierMixin),
+                             accept_sparse="csr", y_numeric=not isinstance(self, ClassifierMixin),
                              ensure_all_finite=False)
         weights = None
         if sample_weight is not None:
@@ -369,13 +372,14 @@ class _GDBase(BaseEstimator):
     def _scores(self, X) -> np.ndarray:
         """``X @ coef_.T + intercept_``: shape (n,) for one output, else (n, K)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          accept_sparse="csr")
         scores = X @ np.atleast_2d(self.coef_).T + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -399,6 +403,12 @@ class _EpochReport:
               f"Bias: {float(np.ravel(intercept)[0]):.6f}, T: {epoch * self.n_rows}, "
               f"Objective: {loss:.6f}")  # fmt: skip
         print(f"Total training time: {self.seconds():.2f} seconds.")
+
+
+def _intercept_decay(X) -> float:
+    """scikit-learn SGD's damping of the intercept's updates: 0.01 on sparse X (its
+    ``SPARSE_INTERCEPT_DECAY``), none on dense X."""
+    return _SPARSE_INTERCEPT_DECAY if sp.issparse(X) else 1.0
 
 
 def _init_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:

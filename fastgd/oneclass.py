@@ -133,6 +133,11 @@ class GDOneClassSVM(OutlierMixin, _GDBase):
     def _n_outputs(self) -> int:
         return 1
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # the sparse kernels have no intercept slope (nu·b)
+        return tags
+
     def _shuffle_seeds(self, separately: bool) -> list[int]:
         return [regressor_seed(self.random_state)]
 
