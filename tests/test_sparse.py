@@ -238,3 +238,12 @@ def test_intercept_decay_per_sample_and_in_batches_on_every_backend(backend):
                                backend="numpy", **kw)  # fmt: skip
             assert _gap(ours, dense) < 1e-12
             assert np.max(np.abs(np.asarray(plain.intercept) - dense.intercept)) > 1e-3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+def test_check_grad_on_sparse(backend):
+    X, y, Y3, *_ = _problem(7)
+    coef = np.random.default_rng(1).standard_normal((D, 3))
+    error = fastgd.check_grad(X, Y3, coef, np.zeros(3), loss="squared", penalty="l2",
+                              alpha=0.1, backend=backend)  # fmt: skip
+    assert error < 1e-6

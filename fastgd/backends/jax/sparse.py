@@ -11,7 +11,8 @@ blocks of ``_FULL_BATCH_BLOCK_ENTRIES / L`` rows (a ``lax.fori_loop``, the last 
 masked), so the temporaries stay small.
 
 Memory: the CSR itself on the device (nnz·(itemsize + index size) + 8·(n + 1) bytes;
-on a CPU device the host arrays are used in place when aligned, else copied once), plus
+on a CPU device the caller's index and value arrays are read in place, from their first
+64-byte boundary on, the few entries before it copied: see :func:`_aligned_split`), plus
 per batch (or block) temporaries of m·L·(index size + itemsize·(1 + K)) bytes. Rows
 much longer than the mean make every batch pay for the longest one.
 
@@ -39,7 +40,7 @@ from .devices import _resolve_device
 from .epochs import _average_step
 from .losses import _clipped_sample_losses, _penalty, _sample_losses
 from .runtime import _x64
-from .staging import _cpu_aligned
+from .staging import _CPU_ALIGNMENT, _cpu_aligned
 from .updates import _l1_rule, _l1_step, _learning_rate, _opt_hyper, _opt_static, _update_step
 
 #: Padded entries (rows x L) per block of a full batch.
@@ -47,33 +48,69 @@ _FULL_BATCH_BLOCK_ENTRIES = 1 << 18
 
 
 class SparseData:
-    """A sparse fit's data on a jax device (a pytree: the arrays are its leaves, ``d`` and
-    ``longest`` its static part).
+    """A sparse fit's data on a jax device (a pytree: the arrays are its leaves, ``d``,
+    ``longest`` and the split points its static part).
+
+    The column indices and the values each travel as two pieces, ``head`` (the first
+    ``k`` entries, a small copy) and ``tail`` (the rest): on a CPU device ``k`` is chosen
+    so that the tail starts on a 64-byte boundary, where jax uses the caller's buffer in
+    place instead of copying it (see :func:`_aligned_split`); elsewhere ``k`` is 0.
 
     Attributes
     ----------
-    X : CsrRows
-        ``indptr`` (n + 1,) int64, ``indices`` (nnz,), ``values`` (nnz,) on the device;
-        ``n_features`` d.
+    indptr : jax.Array of int64, shape (n + 1,)
+    indices, values : (head, tail) pairs of jax.Array
     Y : jax.Array, shape (n, T), or (n,) inside the programs for one column
     weight : jax.Array of shape (n,) or None
+    n_features : int
     longest : int
         The most values any row stores (at least 1): the padded width L.
+    splits : (int, int)
+        ``k`` of the indices and of the values.
     """
 
-    def __init__(self, X: CsrRows, Y, weight, longest: int):
-        self.X, self.Y, self.weight, self.longest = X, Y, weight, int(longest)
+    def __init__(self, indptr, indices, values, Y, weight, n_features, longest, splits):
+        self.indptr, self.indices, self.values = indptr, indices, values
+        self.Y, self.weight = Y, weight
+        self.n_features, self.longest, self.splits = int(n_features), int(longest), splits
+
+    @property
+    def X(self) -> CsrRows:
+        """The rows as one :class:`CsrRows` (joined pieces: a copy, for ``check_grad``)."""
+        indices, values = (jnp.concatenate(pair) for pair in (self.indices, self.values))
+        return CsrRows(self.indptr, indices, values, self.n_features)
 
     def with_targets(self, Y) -> SparseData:
         """The same rows with other targets."""
-        return SparseData(self.X, Y, self.weight, self.longest)
+        return SparseData(self.indptr, self.indices, self.values, Y, self.weight,
+                          self.n_features, self.longest, self.splits)  # fmt: skip
 
 
 jax.tree_util.register_pytree_node(
     SparseData,
-    lambda s: ((s.X.indptr, s.X.indices, s.X.values, s.Y, s.weight), (s.X.n_features, s.longest)),
-    lambda aux, c: SparseData(CsrRows(c[0], c[1], c[2], aux[0]), c[3], c[4], aux[1]),
+    lambda s: ((s.indptr, s.indices, s.values, s.Y, s.weight),
+               (s.n_features, s.longest, s.splits)),  # fmt: skip
+    lambda aux, c: SparseData(*c, *aux),
 )
+
+
+def _aligned_split(a: np.ndarray, on_cpu: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(head, tail, k)`` with ``a = head ⧺ tail`` and ``head = a[:k]`` (a copy).
+
+    On a CPU device, ``tail`` is a view of ``a`` starting on a 64-byte boundary (jax then
+    reads it in place: no copy of the caller's CSR), when ``a``'s address allows it;
+    otherwise ``tail`` is an aligned copy of all of ``a`` (or ``a`` itself, off the CPU)
+    and k = 0.
+    """
+    if not on_cpu:
+        return a[:0].copy(), a, 0
+    offset = a.ctypes.data % _CPU_ALIGNMENT
+    if offset == 0:
+        return a[:0].copy(), a, 0
+    k = (_CPU_ALIGNMENT - offset) // a.itemsize
+    if offset % a.itemsize or a.shape[0] <= k:
+        return a[:0].copy(), _cpu_aligned(a), 0
+    return a[:k].copy(), a[k:], k
 
 
 def _prepare_sparse(X, Y, theta, device, sample_weight):
@@ -84,14 +121,27 @@ def _prepare_sparse(X, Y, theta, device, sample_weight):
     if sample_weight is not None and bool(np.all(np.asarray(sample_weight) == 1)):
         sample_weight = None
     target = _resolve_device(device)
-    arrays = [np.asarray(a) for a in (rows.indptr, rows.indices, rows.values, Y)]
-    arrays.append(None if sample_weight is None else np.asarray(sample_weight))
-    if target.platform == "cpu":
-        arrays = [None if a is None else _cpu_aligned(a) for a in arrays]
+    on_cpu = target.platform == "cpu"
+    head_i, tail_i, k_i = _aligned_split(np.asarray(rows.indices), on_cpu)
+    head_v, tail_v, k_v = _aligned_split(np.asarray(rows.values), on_cpu)
+    small = [indptr, np.asarray(Y), None if sample_weight is None else np.asarray(sample_weight)]
+    if on_cpu:
+        small = [None if a is None else _cpu_aligned(a) for a in small]
     with _x64():
-        placed, theta = jax.device_put((arrays, theta), target)
-    indptr, indices, values, Y, weight = placed
-    return SparseData(CsrRows(indptr, indices, values, rows.n_features), Y, weight, longest), theta
+        placed, theta = jax.device_put(
+            ((small, (head_i, tail_i), (head_v, tail_v)), theta), target
+        )
+    (indptr, Y, weight), indices, values = placed
+    data = SparseData(indptr, indices, values, Y, weight, rows.n_features, longest, (k_i, k_v))
+    return data, theta
+
+
+def _take(pair, k: int, pos: jax.Array) -> jax.Array:
+    """Entries ``pos`` of the array ``head ⧺ tail`` (``pos`` in bounds)."""
+    head, tail = pair
+    if k == 0:
+        return tail[pos]
+    return jnp.where(pos < k, head[jnp.minimum(pos, k - 1)], tail[jnp.maximum(pos - k, 0)])
 
 
 def _check_supported(model: LoweredModel, opt: LoweredOptimizer | None = None) -> None:
@@ -108,14 +158,13 @@ def _check_supported(model: LoweredModel, opt: LoweredOptimizer | None = None) -
 def _gather(data: SparseData, rows: jax.Array, valid: jax.Array):
     """The padded block of ``rows`` (m,): columns (m, L), values (m, L) (0 where masked or
     for an invalid row), targets (m, T) and weights (m,) or None."""
-    X = data.X
     width = jnp.arange(data.longest)
-    start = X.indptr[rows]
-    length = jnp.where(valid, X.indptr[rows + 1] - start, 0)
+    start = data.indptr[rows]
+    length = jnp.where(valid, data.indptr[rows + 1] - start, 0)
     inside = width[None, :] < length[:, None]
     pos = jnp.where(inside, start[:, None] + width[None, :], 0)
-    cols = jnp.where(inside, X.indices[pos], 0)
-    vals = jnp.where(inside, X.values[pos], 0)
+    cols = jnp.where(inside, _take(data.indices, data.splits[0], pos), 0)
+    vals = jnp.where(inside, _take(data.values, data.splits[1], pos), 0)
     weight = None if data.weight is None else jnp.where(valid, data.weight[rows], 0)
     return cols, vals, data.Y[rows], weight, valid
 
