@@ -247,3 +247,23 @@ def test_check_grad_on_sparse(backend):
     error = fastgd.check_grad(X, Y3, coef, np.zeros(3), loss="squared", penalty="l2",
                               alpha=0.1, backend=backend)  # fmt: skip
     assert error < 1e-6
+
+
+def test_numba_large_batch_gradient_in_blocks_equals_dense():
+    """A batch large enough for the parallel row blocks and the blocked scatter."""
+    from fastgd.backends.numba.sparse import _scatter_blocks
+    from fastgd.specs import lower_model, resolve_loss
+
+    X = sp.random(4000, 300, density=0.5, format="csr", random_state=2)
+    assert _scatter_blocks(X.nnz, 300, 2) > 1
+    Y = np.random.default_rng(3).standard_normal((4000, 2))
+    theta = np.random.default_rng(4).standard_normal((301, 2))
+    model = lower_model(resolve_loss("huber"), 0.01, 0.0, True)
+    numba_kernels, numpy_kernels = fastgd.get_backend("numba"), fastgd.get_backend("numpy")
+    loss, grad = numba_kernels.loss_grad(numba_kernels.prepare(X, Y, theta, None)[0], theta,
+                                         model)  # fmt: skip
+    ref_loss, ref_grad = numpy_kernels.loss_grad(
+        numpy_kernels.prepare(X.toarray(), Y, theta, None)[0], theta, model
+    )
+    assert abs(loss - ref_loss) < 1e-12 * abs(ref_loss)
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-12)

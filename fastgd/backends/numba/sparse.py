@@ -9,9 +9,10 @@ per loss).
 - :func:`_csr_loss_grad`: a batch's objective and gradient. The rows' K predictions,
   losses and clipped, weighted loss derivatives are computed first (in parallel over
   row blocks for a large batch: reading W at the rows' columns is the cost), then the
-  derivatives are scattered into the gradient row by row, serially, in the batch's
-  order (O(nnz of the batch · K)); the penalty's gradient costs O(d·K). Results do not
-  depend on the thread count.
+  derivatives are scattered into the gradient (O(nnz of the batch · K)): in row blocks
+  on the threads, each into its own partial (d + 1, K), when the batch is large and the
+  partials small enough (:func:`_scatter_blocks`), the partials added in block order;
+  the penalty's gradient costs O(d·K). Results do not depend on the thread count.
 - :func:`_csr_run_epochs`: every batch of a chunk of epochs with the backend's dense
   optimizer update (:func:`_update_kernel`): O(d·K) per update, as on dense X (every
   optimizer but plain per-sample SGD; measured in ``bench/sparse_text.py``). The l1 term
@@ -44,6 +45,11 @@ from .updates import _l1_norm, _learning_rate, _opt_args, _prox_l1, _update_kern
 _BLOCK_ROWS = 2048
 #: Batches of at least this many stored values compute their rows' losses in parallel.
 _PARALLEL_MIN_NNZ = 1 << 16
+#: The gradient's scatter: a row block per ``_SCATTER_BLOCK_NNZ`` stored values, at most
+#: ``_MAX_SCATTER_BLOCKS``, their partial sums at most ``_SCATTER_PARTIAL_ENTRIES`` float64.
+_SCATTER_BLOCK_NNZ = 1 << 18
+_MAX_SCATTER_BLOCKS = 8
+_SCATTER_PARTIAL_ENTRIES = 1 << 23
 
 
 class SparseData(NamedTuple):
@@ -133,6 +139,44 @@ def _rows_dloss_parallel(
 
 
 @njit(**_JIT)
+def _scatter_blocks(nnz, d, K):
+    """Row blocks the gradient's scatter is cut into: a function of the batch's stored
+    values and the model's size only (the results never depend on the thread count)."""
+    by_work = nnz // _SCATTER_BLOCK_NNZ
+    by_memory = _SCATTER_PARTIAL_ENTRIES // ((d + 1) * K)
+    return max(1, min(_MAX_SCATTER_BLOCKS, by_work, by_memory))
+
+
+@njit(**_JIT)
+def _scatter_rows(indptr, indices, values, order, start, lo, hi, dls, acc):
+    """``acc[:d] += dl_k·x_k`` and ``acc[d] += dl_k`` for the positions ``lo..hi-1``."""
+    d = acc.shape[0] - 1
+    K = acc.shape[1]
+    gathered = order.shape[0] > 0
+    for k in range(lo, hi):
+        i = order[k] if gathered else k
+        for pos in range(indptr[i], indptr[i + 1]):
+            j = indices[pos]
+            x = np.float64(values[pos])
+            for c in range(K):
+                acc[j, c] += dls[k - start, c] * x
+        for c in range(K):
+            acc[d, c] += dls[k - start, c]
+
+
+@njit(parallel=True, **_JIT)
+def _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials):
+    """:func:`_scatter_rows` in ``partials.shape[0]`` row blocks on numba's threads, each
+    into its own partial sum."""
+    n_blocks = partials.shape[0]
+    per_block = -(-(stop - start) // n_blocks)
+    for b in prange(n_blocks):
+        lo = start + b * per_block
+        hi = min(lo + per_block, stop)
+        _scatter_rows(indptr, indices, values, order, start, lo, hi, dls, partials[b])
+
+
+@njit(**_JIT)
 def _csr_loss_grad(
     indptr, indices, values, Y, weight, theta, order, start, stop, loss_code, loss_param,
     max_dloss, l2, l1, fit_intercept, intercept_decay, grad, dls, losses, parallel,
@@ -149,10 +193,9 @@ def _csr_loss_grad(
     m = stop - start
     gathered = order.shape[0] > 0
     nnz = 0
-    if parallel:
-        for k in range(start, stop):
-            i = order[k] if gathered else k
-            nnz += indptr[i + 1] - indptr[i]
+    for k in range(start, stop):
+        i = order[k] if gathered else k
+        nnz += indptr[i + 1] - indptr[i]
     if parallel and nnz >= _PARALLEL_MIN_NNZ and m > _BLOCK_ROWS:
         _rows_dloss_parallel(
             indptr, indices, values, Y, weight, theta, order, start, stop, loss_code,
@@ -163,18 +206,21 @@ def _csr_loss_grad(
             indptr, indices, values, Y, weight, theta, order, start, stop, start, loss_code,
             loss_param, max_dloss, dls, losses,
         )
-    acc = np.zeros((d + 1, K))
     total = 0.0
     for k in range(start, stop):
-        i = order[k] if gathered else k
         total += losses[k - start]
-        for pos in range(indptr[i], indptr[i + 1]):
-            j = indices[pos]
-            x = np.float64(values[pos])
-            for c in range(K):
-                acc[j, c] += dls[k - start, c] * x
-        for c in range(K):
-            acc[d, c] += dls[k - start, c]
+    n_blocks = _scatter_blocks(nnz, d, K)
+    if n_blocks == 1:
+        acc = np.zeros((d + 1, K))
+        _scatter_rows(indptr, indices, values, order, start, start, stop, dls, acc)
+    else:
+        partials = np.zeros((n_blocks, d + 1, K))
+        _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials)
+        acc = partials[0]
+        for b in range(1, n_blocks):  # in block order: the same bits on any thread count
+            for j in range(d + 1):
+                for c in range(K):
+                    acc[j, c] += partials[b, j, c]
     ww = 0.0
     aw = 0.0
     for j in range(d):
