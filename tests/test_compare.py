@@ -203,3 +203,22 @@ def test_curves_in_the_json(capsys, tmp_path):
         np.testing.assert_allclose(c["objective"][: shortest + 1],
                                    sgd[0]["objective"][: shortest + 1], rtol=1e-9)
     assert "t to 1e-3" in out and (tmp_path / "compare.png").stat().st_size > 20_000
+
+
+def test_the_check_rule_per_dtype():
+    """float64: parameters within 1e-8 (relative to the largest); float32: within 1e-3, or
+    else the objective within 1e-2 of the reference's ('ok (objective)')."""
+    reference = np.array([[1.0], [-2.0]])
+
+    def checked(dtype: str, theta_shift: float, objective_value: float) -> str:
+        row = {"dtype": dtype, "objective": objective_value,
+               "theta": reference + np.array([[theta_shift], [0.0]])}
+        compare._add_checks([row], reference, "numpy", 0.5)
+        return row["check"]
+
+    assert checked("float64", 1.9e-8, 0.5) == "ok"
+    assert checked("float64", 2.1e-8, 0.5).startswith("parameters differ from numpy's by 1")
+    assert checked("float32", 1.9e-3, 0.7) == "ok"
+    assert checked("float32", 0.1, 0.5049) == "ok (objective)"
+    assert checked("float32", 0.1, 0.5051).startswith("parameters differ")
+    assert checked("float64", 0.1, 0.5) != "ok (objective)"
