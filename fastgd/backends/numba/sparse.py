@@ -89,6 +89,12 @@ def _row_predict(indptr, indices, values, i, theta, p):
     """``p[k] = x_i · W[:, k] + b[k]`` for sample i (theta (d + 1, K), float64 sums)."""
     d = theta.shape[0] - 1
     K = theta.shape[1]
+    if K == 1:  # one output: a scalar sum (no store of p per stored value)
+        total = 0.0
+        for pos in range(indptr[i], indptr[i + 1]):
+            total += np.float64(values[pos]) * theta[indices[pos], 0]
+        p[0] = total + theta[d, 0]
+        return
     for k in range(K):
         p[k] = 0.0
     for pos in range(indptr[i], indptr[i + 1]):
@@ -155,6 +161,13 @@ def _scatter_rows(indptr, indices, values, order, start, lo, hi, dls, acc):
     gathered = order.shape[0] > 0
     for k in range(lo, hi):
         i = order[k] if gathered else k
+        if K == 1:  # one output
+            dl = dls[k - start, 0]
+            if dl != 0.0:  # a met margin adds nothing
+                for pos in range(indptr[i], indptr[i + 1]):
+                    acc[indices[pos], 0] += dl * np.float64(values[pos])
+            acc[d, 0] += dl
+            continue
         for pos in range(indptr[i], indptr[i + 1]):
             j = indices[pos]
             x = np.float64(values[pos])
@@ -179,12 +192,15 @@ def _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials
 @njit(**_JIT)
 def _csr_loss_grad(
     indptr, indices, values, Y, weight, theta, order, start, stop, loss_code, loss_param,
-    max_dloss, l2, l1, fit_intercept, intercept_decay, grad, dls, losses, parallel,
+    max_dloss, l2, l1, fit_intercept, intercept_decay, grad, dls, losses, partials, parallel,
 ):
     """The objective of the batch ``order[start:stop]`` (mean weighted loss + penalty) and
     its gradient, written into ``grad`` (d + 1, K) in theta's dtype; returns the objective.
 
-    ``dls`` (>= m, K) and ``losses`` (>= m,) are float64 scratch. The gradient is
+    ``dls`` (>= m, K) and ``losses`` (>= m,) are float64 scratch; ``partials`` (B, d + 1,
+    K) float64 zeros with B >= :func:`_scatter_blocks` of the batch, the scatter's sums,
+    left zero again (a scratch kept across batches: no fresh pages per update). The
+    gradient is
     ``(1/m)·Σ_i dl_i·x_i + l2·W + l1·sign(W)`` and ``intercept_decay·(1/m)·Σ_i dl_i`` (0
     without an intercept), with the sums in float64 in the batch's order.
     """
@@ -211,27 +227,26 @@ def _csr_loss_grad(
         total += losses[k - start]
     n_blocks = _scatter_blocks(nnz, d, K)
     if n_blocks == 1:
-        acc = np.zeros((d + 1, K))
-        _scatter_rows(indptr, indices, values, order, start, start, stop, dls, acc)
+        _scatter_rows(indptr, indices, values, order, start, start, stop, dls, partials[0])
     else:
-        partials = np.zeros((n_blocks, d + 1, K))
-        _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials)
-        acc = partials[0]
-        for b in range(1, n_blocks):  # in block order: the same bits on any thread count
-            for j in range(d + 1):
-                for c in range(K):
-                    acc[j, c] += partials[b, j, c]
+        _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials[:n_blocks])
     ww = 0.0
     aw = 0.0
-    for j in range(d):
+    for j in range(d + 1):
         for c in range(K):
+            a = partials[0, j, c]
+            partials[0, j, c] = 0.0
+            for b in range(1, n_blocks):  # in block order: the same bits on any thread count
+                a += partials[b, j, c]
+                partials[b, j, c] = 0.0
+            if j == d:
+                grad[d, c] = intercept_decay * (a / m) if fit_intercept else 0.0
+                continue
             w = np.float64(theta[j, c])
             ww += w * w
             aw += abs(w)
             sign = 1.0 if w > 0.0 else (-1.0 if w < 0.0 else 0.0)
-            grad[j, c] = acc[j, c] / m + l2 * w + l1 * sign
-    for c in range(K):
-        grad[d, c] = intercept_decay * (acc[d, c] / m) if fit_intercept else 0.0
+            grad[j, c] = a / m + l2 * w + l1 * sign
     return total / m + 0.5 * l2 * ww + l1 * aw
 
 
@@ -247,9 +262,16 @@ def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bo
         rows.indptr, rows.indices, rows.values, data.Y, weight, theta,
         np.empty(0, np.int64), 0, n, int(model.loss_code), float(model.loss_param),
         float(model.max_dloss), float(model.l2), float(model.l1), bool(model.fit_intercept),
-        float(model.intercept_decay), grad, np.empty((n, K)), np.empty(n), parallel,
+        float(model.intercept_decay), grad, np.empty((n, K)), np.empty(n),
+        _partials(rows.values.shape[0], theta), parallel,
     )  # fmt: skip
     return float(loss), grad
+
+
+def _partials(nnz: int, theta: np.ndarray) -> np.ndarray:
+    """Zeroed scatter scratch for batches of at most ``nnz`` stored values."""
+    d, K = theta.shape[0] - 1, theta.shape[1]
+    return np.zeros((_scatter_blocks(nnz, d, K), d + 1, K))
 
 
 # ------------------------------------------------------------ the loop over batches
@@ -259,7 +281,7 @@ def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bo
 def _csr_run_epochs(
     indptr, indices, values, Y, weight, theta, slots, step, orders, batch_size, loss_code,
     loss_param, max_dloss, l2, l1, fit_intercept, intercept_decay, code, params,
-    schedule_code, schedule_params, epoch_losses, parallel, average,
+    schedule_code, schedule_params, epoch_losses, parallel, average, partials,
 ):
     """Every batch of ``epoch_losses.shape[0]`` epochs on CSR rows with the optimizer
     ``code``; returns the step count. Epoch e walks ``orders[e % len(orders)]`` (a full
@@ -303,7 +325,7 @@ def _csr_run_epochs(
             loss = _csr_loss_grad(
                 indptr, indices, values, Y, weight, theta, order, start, stop, loss_code,
                 loss_param, max_dloss, l2, grad_l1, fit_intercept, intercept_decay, grad, dls,
-                losses, parallel,
+                losses, partials, parallel,
             )
             if l1_rule != 0:
                 loss += l1 * _l1_norm(flat_theta, n_decay)
@@ -381,6 +403,6 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         step = _csr_run_epochs(
             *csr, _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
             code, params, schedule_code, schedule_params, epoch_losses,
-            get_num_threads() > 1, int(opt.average),
+            get_num_threads() > 1, int(opt.average), _partials(rows.values.shape[0], theta),
         )  # fmt: skip
     return theta, (int(step), slots), epoch_losses
