@@ -95,7 +95,8 @@ class FitResult:
     optimizer_state: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def decision_function(self, X: object) -> np.ndarray:
-        """Linear prediction ``X @ coef + intercept``, shape (n,) or (n, K) like ``coef``."""
+        """Linear prediction ``X @ coef + intercept``, shape (n,) or (n, K) like ``coef``
+        (X dense or scipy.sparse, checked as :func:`fastgd.fit` checks it)."""
         X = check_X(X, n_features=self.coef.shape[0], dtype=self.coef.dtype)
         return X @ self.coef + np.asarray(self.intercept, dtype=self.coef.dtype)
 
