@@ -72,8 +72,8 @@ def test_formats_dtypes_and_index_types_train_as_the_dense_matrix():
     assert result.coef.dtype == np.float64
     assert _gap(result, fastgd.fit(ints.toarray(), y, loss="hinge", batch_size=4, epochs=2,
                                    seed=0)) < 1e-12  # fmt: skip
-    np.testing.assert_array_equal(dense.decision_function(X.tocsc()),  # predictions too
-                                  dense.decision_function(X.toarray()))  # fmt: skip
+    np.testing.assert_allclose(dense.decision_function(X.tocsc()),  # predictions too
+                               dense.decision_function(X.toarray()), rtol=1e-13, atol=1e-15)
     f32 = fastgd.fit(X.astype(np.float32), y, loss="hinge", batch_size=4, epochs=2, seed=0,
                      backend="numba")  # fmt: skip
     assert f32.coef.dtype == np.float32
