@@ -3,6 +3,9 @@
 :func:`check_sparse_X` is what :func:`fastgd.data.check_X` calls for a sparse ``X``. The
 kernels then read a CSR matrix in canonical form: rows as ``indptr`` ranges, each row's
 column indices strictly increasing (sorted, no duplicates), float32 or float64 values.
+The numpy backend uses the scipy matrix itself (its products); the numba and jax
+backends read its arrays as a :class:`CsrRows` (:func:`csr_rows`: no copy of the stored
+values).
 
 What is converted, once, before any work (the caller's matrix is never modified):
 
