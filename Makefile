@@ -26,8 +26,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check fastgd tests bench
 
+# Two worker processes (the test files shared out whole, so a file's numba kernels compile
+# in one process); the compile caches above are shared by both.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile
 
 # The PyTorch peer runs when torch is installed (`pip install "fastgd[torch]"`); the
 # one-sample torch loop on the large problem only with FASTGD_BENCH_HEAVY=1.
