@@ -75,7 +75,7 @@ FAMILIES: dict[str, Family] = {
                           "l2", 1e-4),
     "sparse": Family("sparse", f"logistic + l2 1e-4, sparse X ({SPARSE_ROW_NONZEROS} "
                      f"non-zeros of {SPARSE_FEATURES} per row)", "logistic", "l2", 1e-4,
-                     sparse=True),
+                     sparse=True, intercept_decay=0.01),
 }
 
 

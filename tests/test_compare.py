@@ -93,6 +93,17 @@ def test_peers_agree_with_numpy_and_say_what_they_are(capsys, tmp_path):
             assert f"{r['problem']} {r['backend']}/cpu: {r['runner']}" in out
 
 
+def test_the_sparse_family_equals_scikit_learn_on_csr(capsys, tmp_path):
+    """scikit-learn damps the intercept's steps by 0.01 on sparse X: the sparse family's
+    fastgd rows pass ``intercept_decay=0.01``, and the two agree."""
+    code, report, out = _report(capsys, tmp_path, "--backends", "numpy", "--peers", "sklearn",
+                                "--problems", "sparse", "--no-curves")
+    assert code == 0, out
+    rows = {r["backend"]: r for r in report["results"]}
+    assert set(rows) == {"numpy", "sklearn"} and rows["numpy"]["d"] == 4096
+    assert rows["sklearn"]["check"] == "ok" and rows["sklearn"]["max_rel_param_diff"] <= 1e-8
+
+
 def test_a_wrong_peer_answer_fails_its_check(capsys, tmp_path, monkeypatch):
     """The peers read the learning rate from ``Problem.lr``; a doubled one is a different
     algorithm, caught by the answer check (the command then exits with status 1)."""
