@@ -58,6 +58,7 @@ def fit(
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None = None,
     average: bool | int = False,
     intercept_decay: float = 1.0,
+    sklearn_sparse_norms: bool = False,
 ) -> FitResult:
     """Train a linear model ``p = X @ w + b`` by gradient descent.
 
@@ -175,6 +176,15 @@ def fit(
         scikit-learn's SGD damps the intercept's updates by 0.01 on sparse X (its
         ``SPARSE_INTERCEPT_DECAY``). Every backend on a sparse X; on a dense X the numpy
         backend only (numba and jax raise NotImplementedError for a value other than 1).
+    sklearn_sparse_norms : bool, default False
+        Per-sample SGD (``batch_size=1``, the SGD optimizer without momentum) on a sparse
+        X: report scikit-learn's per-sample objective, the one its ``tol`` watches, so
+        that ``tol`` stops at scikit-learn's epoch. Its penalty term uses norms of the
+        weights that scikit-learn keeps approximately: the full norms when the fit
+        starts, scaled by each step's l2 shrink, and after each nonzero update replaced
+        by the norms of the weights the row stores (the l1 truncation does not update
+        them). The training itself is unchanged. False reports the exact penalty. The
+        estimators set it on sparse X. No effect on a dense X or other optimizers.
 
     Returns
     -------
@@ -196,6 +206,7 @@ def fit(
         optimizer_state=optimizer_state, devices=devices, memory_budget=memory_budget,
         max_dloss=max_dloss, relative_weights=relative_weights,
         monitor=monitor, average=average, intercept_decay=intercept_decay,
+        sklearn_sparse_norms=sklearn_sparse_norms,
     )
     kernels = get_backend(plan.backend)  # "auto" is resolved by now
     start = time.perf_counter()  # fit_time leaves the checks out

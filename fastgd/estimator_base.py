@@ -174,7 +174,7 @@ class _GDBase(BaseEstimator):
             X, Y, weights = X[keep], Y[keep], None if weights is None else weights[keep]
         args = dict(self._fit_args(), epochs=epochs, tol=tol, loss=loss,
                     callback=_EpochReport(X.shape[0]) if self.verbose else None,
-                    intercept_decay=_intercept_decay(X))
+                    intercept_decay=_intercept_decay(X), sklearn_sparse_norms=sp.issparse(X))
         if self.batch_size is not None:
             args["batch_size"] = min(self.batch_size, X.shape[0])
         per_output = weights is not None and weights.ndim == 2

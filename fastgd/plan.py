@@ -175,6 +175,7 @@ def make_plan(
     monitor: Callable[[np.ndarray, float | np.ndarray], float] | None,
     average: bool | int = False,
     intercept_decay: float = 1.0,
+    sklearn_sparse_norms: bool = False,
 ) -> Plan:
     """Check every argument of :func:`fastgd.fit` once and describe the problem.
 
@@ -225,6 +226,9 @@ def make_plan(
     )
     model = lower_model(loss, l2, l1, bool(fit_intercept), max_dloss=max_dloss)
     model = model._replace(intercept_decay=_check_intercept_decay(intercept_decay))
+    if not isinstance(sklearn_sparse_norms, bool | np.bool_):
+        raise TypeError(f"sklearn_sparse_norms must be a bool, got {sklearn_sparse_norms!r}")
+    model = model._replace(sklearn_sparse_norms=bool(sklearn_sparse_norms))
     average = check_average(average)
     state = None if optimizer_state is None else _check_state(optimizer_state, theta)
     if state is not None and 0 < average <= state[0]:

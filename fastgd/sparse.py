@@ -32,7 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CsrRows", "is_sparse", "check_sparse_X", "reject_sparse", "csr_arrays", "csr_rows"]
+__all__ = [
+    "CsrRows", "is_sparse", "check_sparse_X", "reject_sparse", "csr_arrays", "csr_rows",
+    "starting_norms",
+]
 
 #: Stored values checked per slice when proving them finite (bounds the temporaries).
 _CHECK_SLICE = 1 << 22
@@ -280,3 +283,15 @@ def csr_rows(X) -> CsrRows:
     if isinstance(X, CsrRows):
         return X
     return CsrRows(*csr_arrays(X), int(X.shape[1]))
+
+
+def starting_norms(theta) -> np.ndarray:
+    """scikit-learn's ``WeightVector`` norms at the start of a fit, per output: row 0 the
+    squared l2 norms ``Σ_j W[j, k]²``, row 1 the l1 norms ``Σ_j |W[j, k]|`` of the weights
+    ``W = theta[:-1]`` (theta (d + 1, K), any backend's array), float64 (2, K) on the host.
+
+    The per-sample loops keep them as scikit-learn does when ``sklearn_sparse_norms`` is
+    set (see :class:`fastgd.specs.LoweredModel`).
+    """
+    W = np.asarray(theta, dtype=np.float64)[:-1]
+    return np.stack([np.einsum("jk,jk->k", W, W), np.abs(W).sum(axis=0)])

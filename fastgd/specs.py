@@ -521,6 +521,13 @@ class LoweredModel(NamedTuple):
         the penalty): the one-class SVM's ``nu·b`` (:class:`OneClassHinge`); its gradient is
         that constant on the intercepts when they are fitted. 0 (the default) for the other
         losses.
+    sklearn_sparse_norms : bool
+        Per-sample SGD on a sparse X reports scikit-learn's objective (what its ``tol``
+        watches): the penalty term uses norms of the weights kept as scikit-learn's
+        ``WeightVector`` keeps them — the full norms when the fit starts, multiplied by
+        the l2 shrink's square (absolute value) at each step, and replaced after each
+        nonzero update by the norms of the entries the row stores (not updated by the l1
+        truncation). False (the default) reports the exact penalty. Ignored elsewhere.
     """
 
     loss_code: int
@@ -531,6 +538,7 @@ class LoweredModel(NamedTuple):
     max_dloss: float = math.inf
     intercept_decay: float = 1.0
     intercept_slope: float = 0.0
+    sklearn_sparse_norms: bool = False
 
 
 class LoweredOptimizer(NamedTuple):

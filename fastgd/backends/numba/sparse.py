@@ -17,7 +17,8 @@ per loss).
   optimizer update (:func:`_update_kernel`): O(d·K) per update, as on dense X (every
   optimizer but plain per-sample SGD; measured in ``bench/sparse_text.py``). The l1 term
   with the SGD optimizer: a proximal step after each batch's update, or (batches of one
-  sample, with momentum) scikit-learn's truncation of every weight, as on dense X.
+  sample, with momentum) scikit-learn's truncation of the weights the row stores (its
+  sparse rule, as the plain per-sample loop).
   Plain per-sample SGD runs :mod:`.sparse_sgd` instead, in O(nnz of the row) per step.
 - The intercept's gradient is multiplied by ``intercept_decay`` (the model's).
 - Not carried (NotImplementedError): passive-aggressive steps, the one-class SVM's
@@ -31,13 +32,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ...sparse import CsrRows, csr_rows
+from ...sparse import CsrRows, csr_rows, starting_norms
 from ...specs import OPT_SGD, PA_SCHEDULES
 from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
 from .jit import _JIT
 from .losses import _row_loss_and_dloss
-from .sgd import _average_into, _truncate_l1
+from .sgd import _average_into
 from .sparse_sgd import _sparse_sgd_epochs, _sparse_sgd_epochs_matrix
 from .updates import _l1_norm, _learning_rate, _opt_args, _prox_l1, _update_kernel
 
@@ -64,11 +65,16 @@ class SparseData(NamedTuple):
         Targets in X's dtype (see ``fastgd.backends.numpy``).
     weight : ndarray of shape (n,) or None
         Per-sample weights in X's dtype; None means all ones.
+    norms : ndarray of float64, shape (2, K)
+        scikit-learn's running ``‖w‖²`` and ``‖w‖₁`` of each output (``sklearn_sparse_norms``):
+        those of the starting weights at :func:`prepare`, then kept by the per-sample loop
+        across the calls of one fit.
     """
 
     X: CsrRows
     Y: np.ndarray
     weight: np.ndarray | None = None
+    norms: np.ndarray | None = None
 
 
 def _prepare_sparse(X, Y, theta, sample_weight) -> tuple[SparseData, np.ndarray]:
@@ -77,7 +83,7 @@ def _prepare_sparse(X, Y, theta, sample_weight) -> tuple[SparseData, np.ndarray]
     weight = None
     if sample_weight is not None:
         weight = np.ascontiguousarray(sample_weight, dtype=rows.dtype)
-    data = SparseData(rows, np.ascontiguousarray(Y), weight)
+    data = SparseData(rows, np.ascontiguousarray(Y), weight, starting_norms(theta))
     return data, np.ascontiguousarray(theta)
 
 
@@ -278,6 +284,20 @@ def _partials(nnz: int, theta: np.ndarray) -> np.ndarray:
 
 
 @njit(**_JIT)
+def _truncate_row_l1(w, q, indices, lo, hi, u) -> None:
+    """``sgd._truncate_l1``'s rule on the weights ``w[indices[lo:hi]]`` only (the features
+    a sparse row stores: scikit-learn's sparse rule), in place, float64 arithmetic."""
+    for pos in range(lo, hi):
+        j = indices[pos]
+        z = np.float64(w[j])
+        if z > 0.0:
+            w[j] = max(0.0, z - (u + q[j]))
+        elif z < 0.0:
+            w[j] = min(0.0, z + (u - q[j]))
+        q[j] += np.float64(w[j]) - z
+
+
+@njit(**_JIT)
 def _csr_run_epochs(
     indptr, indices, values, Y, weight, theta, slots, step, orders, batch_size, loss_code,
     loss_param, max_dloss, l2, l1, fit_intercept, intercept_decay, code, params,
@@ -289,10 +309,11 @@ def _csr_run_epochs(
     updated in place.
 
     The l1 term with the SGD optimizer is left out of the gradient: a proximal step
-    after each update of a batch of several samples, scikit-learn's truncation of every
-    weight (each output with its ``q`` in ``slots[1]``, ``u`` at the intercepts' row)
-    after each update of one sample. ``average`` > 0 keeps the running average of the
-    parameters in ``slots[2]`` after each update t >= ``average`` (before a truncation).
+    after each update of a batch of several samples, scikit-learn's truncation of the
+    weights the sample's row stores (each output with its ``q`` in ``slots[1]``, ``u`` at
+    the intercepts' row) after each update of one sample. ``average`` > 0 keeps the
+    running average of the parameters in ``slots[2]`` after each update t >= ``average``
+    (before a truncation).
     """
     n = indptr.shape[0] - 1
     d = theta.shape[0] - 1
@@ -339,10 +360,11 @@ def _csr_run_epochs(
                 _prox_l1(flat_theta, n_decay, lr * l1)
             if 0 < average <= step:
                 _average_into(flat_slots[2], flat_theta, step - average + 1)
-            if l1_rule == 2:
+            if l1_rule == 2:  # the features the row stores (scikit-learn's sparse rule)
                 u += l1 * lr
+                i = order[start] if order.shape[0] > 0 else start
                 for c in range(K):
-                    _truncate_l1(theta[:, c], q[c], d, u)
+                    _truncate_row_l1(theta[:, c], q[c], indices, indptr[i], indptr[i + 1], u)
             total += loss * (stop - start)
         epoch_losses[e] = total / n if batch_size < n else loss
     if l1_rule == 2:
@@ -368,6 +390,14 @@ def _check_supported(model, opt=None) -> None:
             "the one-class SVM's intercept slope on a sparse X is not supported by the numba "
             "backend; use backend='numpy'"
         )
+
+
+def _norms_of(data: SparseData, theta) -> np.ndarray:
+    """The data's running norms (:attr:`SparseData.norms`), or those of ``theta`` when the
+    bundle has none (built elsewhere than :func:`prepare`)."""
+    if data.norms is None or data.norms.shape[1] != theta.shape[1]:
+        return starting_norms(theta)
+    return data.norms
 
 
 def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):
@@ -396,6 +426,7 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         step = kernel(
             *csr[:5], V, *csr[6:], _kernel_orders(orders, False), *model_numbers, schedule_code,
             schedule_params, epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
+            bool(model.sklearn_sparse_norms), _norms_of(data, theta),
         )  # fmt: skip
         if V is not theta:
             theta[...] = V

@@ -29,6 +29,10 @@ costs O(nnz of the row · K), not O(d).
   pointer the first stage brought in), and the entries of ``V`` at the columns of the
   row ``ahead`` ahead (whose indices the second stage brought in).
 
+With ``sk_norms``, the objective's penalty uses scikit-learn's approximate norms of the
+weights instead (see ``LoweredModel.sklearn_sparse_norms``), one pair per output, read
+from and written back to ``norms`` (2, K) so that they carry across the calls of a fit.
+
 The call's last step writes its gradient into the trace (``slots[0]``), as the dense
 loops leave it.
 """
@@ -100,6 +104,23 @@ def _write_trace(trace, indptr, indices, values, i, V, scale, dl, l2, fit_interc
         trace[d, k] = decay * dl[k] if fit_intercept else 0.0
 
 
+@njit(**_JIT)
+def _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab):
+    """scikit-learn's ``WeightVector.add``'s norms: for each output k whose step ``p[k]``
+    is nonzero, ``sk_sq[k] = scale²·Σ V[j, k]²`` and ``sk_ab[k] = |scale|·Σ |V[j, k]|``
+    over the row's columns j (its entries only, not the whole vector)."""
+    for k in range(p.shape[0]):
+        if p[k] != 0.0:
+            sq = 0.0
+            ab = 0.0
+            for pos in range(lo, hi):
+                v = V[indices[pos], k]
+                sq += v * v
+                ab += abs(v)
+            sk_sq[k] = sq * (scale * scale)
+            sk_ab[k] = ab * abs(scale)
+
+
 def _sgd_kernel(vector: bool):
     """The per-sample loop; ``vector`` (a compile-time constant) fixes K = 1.
 
@@ -112,7 +133,7 @@ def _sgd_kernel(vector: bool):
     def sparse_sgd_epochs(
         indptr, indices, values, Y, weight, V, slots, step, orders, loss_code, loss_param,
         max_dloss, l2, l1, fit_intercept, intercept_decay, schedule_code, schedule_params,
-        epoch_losses, average, ahead,
+        epoch_losses, average, ahead, sk_norms, norms,
     ):
         n = indptr.shape[0] - 1
         d = V.shape[0] - 1
@@ -138,6 +159,11 @@ def _sgd_kernel(vector: bool):
                     P[j, k] = slots[2, j, k]
             for k in range(K):
                 avg_b[k] = slots[2, d, k]
+        sk_sq = np.empty(K)  # scikit-learn's norms of w (sk_norms), carried in ``norms``
+        sk_ab = np.empty(K)
+        for k in range(K):
+            sk_sq[k] = norms[0, k]
+            sk_ab[k] = norms[1, k]
         p = np.empty(K)
         dots = np.empty(K)
         coef = np.empty(K)
@@ -179,7 +205,13 @@ def _sgd_kernel(vector: bool):
                     p[k] = scale * dots[k] + V[d, k]
                 loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
                 s = np.float64(weight[i]) if weighted else 1.0
-                total += loss * s + 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
+                if sk_norms:
+                    penalty = 0.0
+                    for k in range(K):
+                        penalty += 0.5 * l2 * sk_sq[k] + l1 * sk_ab[k]
+                    total += loss * s + penalty
+                else:
+                    total += loss * s + 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
                 if e == n_epochs - 1 and t == n - 1:  # the call's last gradient: the trace
                     for k in range(K):
                         p[k] *= s
@@ -192,7 +224,12 @@ def _sgd_kernel(vector: bool):
                 else:
                     for k in range(K):
                         p[k] = -lr * p[k] * s  # scikit-learn's rounding: (−eta·dloss)·weight
-                scale *= 1.0 - lr * l2
+                shrink = 1.0 - lr * l2
+                scale *= shrink
+                if sk_norms:
+                    for k in range(K):
+                        sk_sq[k] *= shrink * shrink
+                        sk_ab[k] *= abs(shrink)
                 if abs(scale) < _MIN_SCALE:  # fold the scale into V (O(d·K), rare)
                     for j in range(d):
                         for k in range(K):
@@ -232,6 +269,8 @@ def _sgd_kernel(vector: bool):
                         if averaged:
                             for k in range(K):
                                 P[j, k] -= c_avg * (x * coef[k])
+                if moved and sk_norms:  # scikit-learn's: the norms of the row's entries
+                    _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab)
                 if moved:
                     if fit_intercept:
                         for k in range(K):
@@ -282,6 +321,9 @@ def _sgd_kernel(vector: bool):
                     slots[2, j, k] = g_avg * (P[j, k] + c_avg * V[j, k])
             for k in range(K):
                 slots[2, d, k] = avg_b[k]
+        for k in range(K):
+            norms[0, k] = sk_sq[k]
+            norms[1, k] = sk_ab[k]
         for j in range(d):  # the weights themselves: the scale folded in, last
             for k in range(K):
                 V[j, k] *= scale

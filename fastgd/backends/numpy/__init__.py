@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...sparse import is_sparse
+from ...sparse import is_sparse, starting_norms
 from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer
 from .batches import _batch_loss_grad
 from .epochs import _train_epochs
@@ -93,6 +93,29 @@ class Data(NamedTuple):
         return Data(self.X[idx], self.Y[idx], weight)
 
 
+class SparseData(NamedTuple):
+    """A sparse fit's data: :class:`Data`'s fields (X a scipy CSR matrix) and ``norms``.
+
+    Attributes
+    ----------
+    X, Y, weight
+        As in :class:`Data`.
+    norms : ndarray of float64, shape (2, K)
+        The running scikit-learn norms of the weights (``‖w‖²``, ``‖w‖₁`` per output, see
+        ``LoweredModel.sklearn_sparse_norms``): those of the starting weights at
+        :func:`prepare`, then kept by :func:`run_epochs` across the calls of one fit.
+    """
+
+    X: object
+    Y: np.ndarray
+    weight: np.ndarray | None
+    norms: np.ndarray
+
+    def take(self, idx: np.ndarray) -> Data:
+        """The rows ``idx`` of X, Y and the weights (a mini-batch, as a :class:`Data`)."""
+        return Data(*self[:3]).take(idx)
+
+
 def prepare(
     X: np.ndarray,
     Y: np.ndarray,
@@ -118,12 +141,14 @@ def prepare(
     Returns
     -------
     data : Data
-        ``Data(X, Y, sample_weight)``.
+        ``Data(X, Y, sample_weight)``; a :class:`SparseData` for a sparse X.
     theta : ndarray
         Unchanged.
     """
     if device not in (None, "cpu"):
         raise ValueError(f"device must be None or 'cpu' for the {NAME} backend, got {device!r}")
+    if is_sparse(X):
+        return SparseData(X, Y, sample_weight, starting_norms(theta)), theta
     return Data(X, Y, sample_weight), theta
 
 

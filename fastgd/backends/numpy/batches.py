@@ -19,7 +19,26 @@ def _batch_loss_grad(
 ) -> tuple[float, np.ndarray]:
     """Mean (weighted) loss over the batch ``data`` plus the penalty, and its gradient with
     respect to ``theta``; see :func:`fastgd.backends.numpy.loss_grad`."""
-    X, Y, weight = data
+    loss, penalty, grad, _ = _batch_terms(data, theta, model)
+    return loss + penalty, grad
+
+
+def _batch_terms(
+    data: Data, theta: np.ndarray, model: LoweredModel
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """:func:`_batch_loss_grad`'s objective in two parts and what made its gradient.
+
+    Returns
+    -------
+    loss : float
+        The mean weighted loss, plus the intercept slope's ``Σ slope·b``.
+    penalty : float
+        ``l2/2·‖W‖² + l1·‖W‖₁``.
+    grad : ndarray, shape (d + 1, K)
+    dloss : ndarray, shape (m, K)
+        The clipped, weighted loss derivatives.
+    """
+    X, Y, weight = data[:3]
     W, b = theta[:-1], theta[-1]
     m = X.shape[0]
     P = X @ W + b
@@ -34,6 +53,7 @@ def _batch_loss_grad(
     decay = model.intercept_decay
     grad[-1] = (dloss.mean(axis=0) + model.intercept_slope) * decay if model.fit_intercept else 0.0
     penalty = 0.5 * model.l2 * float(np.vdot(W, W)) + model.l1 * float(np.abs(W).sum())
+    loss = float(losses.mean(dtype=np.float64))
     if model.intercept_slope:  # the one-class SVM's nu·b
-        penalty += model.intercept_slope * float(b.sum(dtype=np.float64))
-    return float(losses.mean(dtype=np.float64)) + penalty, grad
+        loss += model.intercept_slope * float(b.sum(dtype=np.float64))
+    return loss, penalty, grad, dloss

@@ -18,6 +18,11 @@ after the proximal l1 step, but before the truncation per sample (scikit-learn's
 A passive-aggressive schedule (``SCHED_PA1``/``SCHED_PA2``, batches of one sample) takes
 its own step (:func:`fastgd.backends.numpy.updates._pa_step`) in place of the gradient's;
 the epoch's objective is then the mean unweighted loss alone (scikit-learn's).
+
+On a sparse X (a :class:`fastgd.backends.numpy.SparseData`), per-sample SGD truncates
+only the features the row stores (scikit-learn's sparse rule), and with the model's
+``sklearn_sparse_norms`` its objective's penalty uses scikit-learn's running norms of the
+weights (:func:`_sklearn_norms_step`), kept in the data's ``norms`` across calls.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
-from .batches import _batch_loss_grad
+from ...sparse import is_sparse, starting_norms
+from ...specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
+from .batches import _batch_terms
 from .updates import (
     L1_PROXIMAL,
     L1_SUBGRADIENT,
@@ -50,6 +56,23 @@ def _average_into(avg: np.ndarray, theta: np.ndarray, k: int) -> None:
     avg[...] = a + (theta.astype(np.float64) - a) / k
 
 
+def _sklearn_norms_step(
+    norms: np.ndarray, W: np.ndarray, columns: np.ndarray, dloss: np.ndarray, shrink: float
+) -> None:
+    """scikit-learn's ``WeightVector`` norms after a step on one sparse row, in place:
+    ``norms`` (2, K) scaled by the l2 shrink (``shrink²``, ``|shrink|``), then, for each
+    output whose loss derivative ``dloss`` (1, K) is nonzero, replaced by the norms of
+    the weights ``W`` (d, K) at the row's ``columns`` (those the step changed, not the
+    whole vector)."""
+    norms[0] *= shrink * shrink
+    norms[1] *= abs(shrink)
+    moved = dloss[0] != 0
+    if moved.any():
+        row = W[columns][:, moved].astype(np.float64)
+        norms[0, moved] = np.einsum("jk,jk->k", row, row)
+        norms[1, moved] = np.abs(row).sum(axis=0)
+
+
 def _train_epochs(
     data: Data, theta: np.ndarray, state: State, orders: np.ndarray, batch_size: int,
     model: LoweredModel, opt: LoweredOptimizer,
@@ -65,23 +88,32 @@ def _train_epochs(
     u = float(state[1][1, -1, 0]) if rule == L1_TRUNCATED else 0.0
 
     pa = opt.schedule_code in PA_SCHEDULES
+    sparse = is_sparse(data.X)
+    norms = _tracked_norms(data, theta, batch_size, model, opt)
 
     def train_on(batch: Data) -> float:
         nonlocal theta, state, u
         if pa:
             loss, state = _pa_step(batch, theta, state, model, opt)
         else:
-            loss, grad = _batch_loss_grad(batch, theta, grad_model)
-            if rule != L1_SUBGRADIENT:
-                loss += l1 * float(np.abs(theta[:-1]).sum())
+            loss, penalty, grad, dloss = _batch_terms(batch, theta, grad_model)
+            if norms is not None:  # scikit-learn's objective on sparse rows
+                penalty = 0.5 * model.l2 * float(norms[0].sum()) + l1 * float(norms[1].sum())
+            elif rule != L1_SUBGRADIENT:
+                penalty += l1 * float(np.abs(theta[:-1]).sum())
+            loss += penalty
             theta, state = _step(theta, grad, state, opt)
+            if norms is not None:
+                lr = learning_rate(opt.schedule_code, opt.schedule_params, state[0])
+                _sklearn_norms_step(norms, theta[:-1], batch.X.indices, dloss, 1.0 - lr * model.l2)
         if rule == L1_PROXIMAL:
             _prox_l1(theta, learning_rate(opt.schedule_code, opt.schedule_params, state[0]) * l1)
         if 0 < opt.average <= state[0]:
             _average_into(state[1][2], theta, state[0] - opt.average + 1)
         if rule == L1_TRUNCATED:
             u += l1 * learning_rate(opt.schedule_code, opt.schedule_params, state[0])
-            _truncate_l1(theta, state[1][1, :-1], u)
+            # a sparse row: only the features it stores (scikit-learn's sparse rule)
+            _truncate_l1(theta, state[1][1, :-1], u, batch.X.indices if sparse else None)
         return loss
 
     for e in range(n_epochs):
@@ -96,3 +128,18 @@ def _train_epochs(
     if rule == L1_TRUNCATED:
         state[1][1, -1] = u
     return theta, state, epoch_losses
+
+
+def _tracked_norms(
+    data: Data, theta: np.ndarray, batch_size: int, model: LoweredModel, opt: LoweredOptimizer
+) -> np.ndarray | None:
+    """The running scikit-learn norms this call keeps (``data.norms``, updated in place),
+    or None: only per-sample plain SGD on a sparse X with ``sklearn_sparse_norms``."""
+    if not (model.sklearn_sparse_norms and is_sparse(data.X) and batch_size == 1):
+        return None
+    if opt.code != OPT_SGD or opt.params[0] != 0.0 or opt.schedule_code in PA_SCHEDULES:
+        return None
+    norms = getattr(data, "norms", None)
+    if norms is None or norms.shape[1] != theta.shape[1]:
+        return starting_norms(theta)
+    return norms

@@ -80,7 +80,7 @@ def _pa_step(
     scikit-learn's order, the weights shrink by ``1 − C·l2``, ``w += update·x`` and the
     intercept ``b += update − C·intercept_slope``. The arithmetic is float64.
     """
-    X, Y, weight = batch
+    X, Y, weight = batch[:3]
     x = X[0].astype(np.float64)
     C = opt.schedule_params[0]
     step, slots = state
@@ -142,8 +142,12 @@ def _prox_l1(theta: np.ndarray, threshold: float) -> None:
     theta[:-1] = np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0)
 
 
-def _truncate_l1(theta: np.ndarray, q: np.ndarray, u: float) -> None:
-    """scikit-learn's cumulative truncated l1 step on the weights ``theta[:-1]``, in place.
+def _truncate_l1(
+    theta: np.ndarray, q: np.ndarray, u: float, rows: np.ndarray | None = None
+) -> None:
+    """scikit-learn's cumulative truncated l1 step on the weights ``theta[:-1]``, in place
+    (only the features ``rows`` when given: scikit-learn's rule on a sparse row, which
+    truncates the features the row stores).
 
     ``u`` is the total l1 penalty every weight could have received so far (Σ_t l1·lr_t,
     this step's included), ``q`` (d, K) the penalty each weight did receive (signed);
@@ -151,9 +155,11 @@ def _truncate_l1(theta: np.ndarray, q: np.ndarray, u: float) -> None:
     ``w = min(0, z + (u − q))``; then ``q += w − z`` (with the stored, rounded ``w``).
     Computed in float64, stored in theta's and ``q``'s dtype.
     """
-    z = theta[:-1].astype(np.float64)
-    q64 = q.astype(np.float64)
+    at = slice(None) if rows is None else rows
+    W = theta[:-1]
+    z = W[at].astype(np.float64)
+    q64 = q[at].astype(np.float64)
     w = np.where(z > 0.0, np.maximum(0.0, z - (u + q64)), z)
     w = np.where(z < 0.0, np.minimum(0.0, z + (u - q64)), w)
-    theta[:-1] = w
-    q[...] = q64 + (theta[:-1].astype(np.float64) - z)
+    W[at] = w
+    q[at] = q64 + (W[at].astype(np.float64) - z)
