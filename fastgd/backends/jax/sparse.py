@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ...sparse import CsrRows, csr_rows
-from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer
+from ...sparse import CsrRows, csr_rows, starting_norms
+from ...specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer
 from .batches import _join, _model_hyper, _model_static, _one_column, _split
 from .devices import _resolve_device
 from .epochs import _average_step
@@ -67,12 +67,19 @@ class SparseData:
         The most values any row stores (at least 1): the padded width L.
     splits : (int, int)
         ``k`` of the indices and of the values.
+    norms : ndarray of float64, shape (2, K), or None
+        scikit-learn's running norms of the weights (``LoweredModel.sklearn_sparse_norms``),
+        on the host: those of the starting weights at :func:`prepare`, then replaced by
+        each :func:`run_epochs` call of the fit (not a leaf: the programs take them as an
+        argument).
     """
 
-    def __init__(self, indptr, indices, values, Y, weight, n_features, longest, splits):
+    def __init__(self, indptr, indices, values, Y, weight, n_features, longest, splits,
+                 norms=None):  # fmt: skip
         self.indptr, self.indices, self.values = indptr, indices, values
         self.Y, self.weight = Y, weight
         self.n_features, self.longest, self.splits = int(n_features), int(longest), splits
+        self.norms = norms
 
     @property
     def X(self) -> CsrRows:
@@ -132,7 +139,8 @@ def _prepare_sparse(X, Y, theta, device, sample_weight):
             ((small, (head_i, tail_i), (head_v, tail_v)), theta), target
         )
     (indptr, Y, weight), indices, values = placed
-    data = SparseData(indptr, indices, values, Y, weight, rows.n_features, longest, (k_i, k_v))
+    data = SparseData(indptr, indices, values, Y, weight, rows.n_features, longest, (k_i, k_v),
+                      starting_norms(theta))  # fmt: skip
     return data, theta
 
 
@@ -231,41 +239,99 @@ def _full_batch_loss_grad(params, data, n, model_hyper, static, decay, l1_in_gra
 # ---------------------------------------------------------------- the loop of epochs
 
 
-@partial(jax.jit, static_argnames=("static", "opt", "batch_size"))
-def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_hyper, decay, *,
-                   static, opt, batch_size):  # fmt: skip
-    """``n_epochs`` (traced) epochs on sparse rows; see :func:`run_epochs`."""
+def _row_columns(data: SparseData, rows: jax.Array) -> jax.Array:
+    """The columns (L,) of the one-row batch ``rows``, past the row's end ``d`` (out of
+    range: gathers there read 0, scatters there are dropped)."""
+    width = jnp.arange(data.longest)
+    start = data.indptr[rows[0]]
+    inside = width < data.indptr[rows[0] + 1] - start
+    pos = jnp.where(inside, start + width, 0)
+    return jnp.where(inside, _take(data.indices, data.splits[0], pos), data.n_features)
+
+
+def _truncate_row(W, q, u, l1, lr, cols):
+    """scikit-learn's cumulative l1 truncation (``updates._l1_step``'s ``"truncated"``) of
+    the weights at the row's columns ``cols`` only (its sparse rule); returns W, q, u."""
+    u = u + l1 * lr
+    z = W.at[cols].get(mode="fill", fill_value=0).astype(jnp.float64)
+    q64 = q.at[cols].get(mode="fill", fill_value=0).astype(jnp.float64)
+    w = jnp.where(z > 0.0, jnp.maximum(0.0, z - (u + q64)), z)
+    w = jnp.where(z < 0.0, jnp.minimum(0.0, z + (u - q64)), w).astype(W.dtype)
+    q_new = (q64 + (w.astype(jnp.float64) - z)).astype(q.dtype)
+    return W.at[cols].set(w, mode="drop"), q.at[cols].set(q_new, mode="drop"), u
+
+
+def _sklearn_norms(norms, W, cols, moved, shrink):
+    """scikit-learn's ``WeightVector`` norms (2, K) after a step on one row: scaled by
+    the l2 shrink (``shrink²``, ``|shrink|``), then, for the outputs that ``moved`` (K,),
+    the norms of the weights at the row's columns ``cols``."""
+    row = W.at[cols].get(mode="fill", fill_value=0).astype(jnp.float64)
+    row = row.reshape(row.shape[0], -1)
+    scaled = norms * jnp.stack([shrink * shrink, jnp.abs(shrink)])[:, None]
+    fresh = jnp.stack([jnp.sum(row * row, axis=0), jnp.sum(jnp.abs(row), axis=0)])
+    return jnp.where(moved[None, :], fresh, scaled)
+
+
+def _sample_loss_grad(params, data, rows, m, model_hyper, static, decay, l1_in_grad, norms):
+    """One row's objective with scikit-learn's penalty term (``norms``), its gradient
+    (as :func:`_batch_loss_grad`'s) and which outputs' loss derivative is nonzero (K,)."""
+    block = _gather(data, rows, jnp.ones(1, dtype=bool))
+    every = static._replace(fit_intercept=True)  # the intercepts' gradient: the dlosses
+    (_, total64), (gW, gb) = _loss_sum_grad(params, block, model_hyper, every)
+    moved = jnp.reshape(gb, (-1,)) != 0
+    if not static.fit_intercept:
+        gb = jnp.zeros_like(gb)
+    _, grad = _finish(params, total64, gW, gb, m, model_hyper, static, decay, l1_in_grad)
+    report = total64 / m + 0.5 * model_hyper[1] * jnp.sum(norms[0])
+    return report + model_hyper[2] * jnp.sum(norms[1]), grad, moved
+
+
+@partial(jax.jit, static_argnames=("static", "opt", "batch_size", "track"))
+def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_hyper, decay,
+                   norms, *, static, opt, batch_size, track):  # fmt: skip
+    """``n_epochs`` (traced) epochs on sparse rows; see :func:`run_epochs`. ``track``:
+    scikit-learn's objective on sparse rows (per-sample plain SGD), its running norms
+    ``norms`` (2, K) carried and returned."""
     n = data.Y.shape[0]
     one = _one_column(theta, static)  # one column: vectors, as the dense programs
     data = data.with_targets(data.Y[:, 0] if one else data.Y)
     rule = _l1_rule(opt, batch_size, static.l1)
 
     def train_on(carry, rows, valid, m):
-        params, step, slots, (total, u) = carry
+        params, step, slots, (total, u, norms) = carry
         if rows is None:
             report, grad = _full_batch_loss_grad(params, data, n, model_hyper, static, decay,
                                                  rule is None)  # fmt: skip
+        elif track:
+            report, grad, moved = _sample_loss_grad(params, data, rows, m, model_hyper, static,
+                                                    decay, rule is None, norms)  # fmt: skip
         else:
             report, grad = _batch_loss_grad(params, data, rows, valid, m, model_hyper, static,
                                             decay, rule is None)  # fmt: skip
         params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
         avg = slots[2]
         lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
+        cols = None if rows is None or batch_size != 1 else _row_columns(data, rows)
+        if track and cols is not None:
+            norms = _sklearn_norms(norms, params[0], cols, moved, 1.0 - lr * model_hyper[1])
         if rule == "proximal":
             W, q, u = _l1_step(rule, params[0], s1[0], u, model_hyper[2], lr)
             params, s1 = (W, params[1]), (q, s1[1])
         if opt.average:
             avg = _average_step(avg, params, step, opt.average)
-        if rule == "truncated":
+        if rule == "truncated" and cols is not None:  # the row's features (the sparse rule)
+            W, q, u = _truncate_row(params[0], s1[0], u, model_hyper[2], lr, cols)
+            params, s1 = (W, params[1]), (q, s1[1])
+        elif rule == "truncated":
             W, q, u = _l1_step(rule, params[0], s1[0], u, model_hyper[2], lr)
             params, s1 = (W, params[1]), (q, s1[1])
-        return (params, step, (s0, s1, avg), (total + report * m, u)), report
+        return (params, step, (s0, s1, avg), (total + report * m, u, norms)), report
 
     n_full, rest = divmod(n, batch_size)
 
     def epoch(e, carry):
-        params, step, slots, u, losses = carry
-        inner = (params, step, slots, (jnp.zeros((), jnp.float64), u))
+        params, step, slots, u, norms, losses = carry
+        inner = (params, step, slots, (jnp.zeros((), jnp.float64), u, norms))
         if batch_size >= n:
             inner, epoch_loss = train_on(inner, None, None, n)
         else:
@@ -278,18 +344,18 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
                 last = order[n_full * batch_size :]
                 inner, _ = train_on(inner, last, jnp.ones(rest, dtype=bool), rest)
             epoch_loss = inner[3][0] / n
-        params, step, slots, (_, u) = inner
-        return params, step, slots, u, losses.at[e].set(epoch_loss)
+        params, step, slots, (_, u, norms) = inner
+        return params, step, slots, u, norms, losses.at[e].set(epoch_loss)
 
     s1_w, s1_b = _split(slots[1], one)
     u = jnp.ravel(s1_b)[0].astype(jnp.float64)
     moments = (_split(slots[0], one), (s1_w, s1_b), _split(slots[2], one))
     losses = jnp.zeros(orders.shape[0], jnp.float64)
-    carry = (_split(theta, one), step, moments, u, losses)
-    params, step, (s0, s1, avg), u, losses = lax.fori_loop(0, n_epochs, epoch, carry)
+    carry = (_split(theta, one), step, moments, u, norms, losses)
+    params, step, (s0, s1, avg), u, norms, losses = lax.fori_loop(0, n_epochs, epoch, carry)
     if rule == "truncated":
         s1 = (s1[0], jnp.full_like(s1[1], u))
-    return _join(params), step, jnp.stack([_join(s0), _join(s1), _join(avg)]), losses
+    return _join(params), step, jnp.stack([_join(s0), _join(s1), _join(avg)]), losses, norms
 
 
 def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
@@ -304,14 +370,23 @@ def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
     else:
         placed_orders = np.zeros((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
         placed_orders[:n_epochs] = orders
+    track = bool(model.sklearn_sparse_norms) and batch_size == 1 and n > 1 and (
+        opt.code == OPT_SGD and opt.params[0] == 0.0
+    )
+    norms = data.norms
+    if norms is None or norms.shape[1] != theta.shape[1]:
+        norms = starting_norms(theta)
     with _x64():
-        theta, step, slots, losses = _sparse_epochs(
+        theta, step, slots, losses, norms = _sparse_epochs(
             data, theta, jnp.asarray(step, dtype=jnp.int64), slots, placed_orders,
             np.int64(n_epochs), _model_hyper(model), _opt_hyper(opt),
-            np.float64(model.intercept_decay),
+            np.float64(model.intercept_decay), np.asarray(norms, dtype=np.float64),
             static=_model_static(model), opt=_opt_static(opt), batch_size=batch_size,
+            track=track,
         )  # fmt: skip
         epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
+        if track:
+            data.norms = np.asarray(norms, dtype=np.float64)
     return theta, (step, slots), epoch_losses
 
 
