@@ -1,0 +1,163 @@
+"""scikit-learn's SGD on sparse X, the parts that differ from its dense rules: the objective
+its ``tol`` watches and the l1 truncation, on every backend.
+
+- scikit-learn's per-sample objective adds ``alpha·((1 − ρ)/2·‖w‖² + ρ·‖w‖₁)`` with norms
+  its ``WeightVector`` keeps approximately on sparse rows (each nonzero update replaces
+  them by the norms of the row's entries); ``fit(sklearn_sparse_norms=True)``, which the
+  estimators set on sparse X, reports the same objective, so that the default
+  ``tol=1e-3`` stops at scikit-learn's epoch.
+- l1 per sample truncates only the features a sparse row stores (scikit-learn's sparse
+  rule), with or without momentum, on every backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from test_estimators import assert_same_model, quietly
+from test_sklearn_dropin import breast_cancer, diabetes
+from test_sparse_estimators import sparsified, text_corpus
+
+import fastgd
+
+pytest.importorskip("sklearn")
+from sklearn.linear_model import SGDClassifier, SGDRegressor  # noqa: E402
+
+#: (data, labels, penalty, shuffle) per backend: numba and jax cover the grid's corners;
+#: numpy (a Python step per sample) two of them.
+_CASES = {
+    "numba": [("corpus", "binary", "l2", False), ("corpus", "ovr", "elasticnet", True),
+              ("corpus", "ovr", "l2", False), ("cancer", "binary", "elasticnet", True)],
+    "jax": [("corpus", "binary", "elasticnet", False), ("corpus", "ovr", "l2", True),
+            ("cancer", "binary", "l2", True)],
+    "numpy": [("corpus", "binary", "elasticnet", True), ("cancer", "binary", "l2", False)],
+}  # fmt: skip
+
+
+def _classification(name: str, labels: str):
+    if name == "corpus":
+        X, y = text_corpus()
+        return X, (y == 1) if labels == "binary" else y
+    X, y = breast_cancer()
+    return sparsified(X), y
+
+
+@pytest.mark.parametrize(
+    ("backend", "case"), [(b, c) for b, cases in _CASES.items() for c in cases]
+)
+def test_default_tol_stops_at_sgdclassifiers_epoch_on_csr(backend, case):
+    """Default settings (hinge, l2 or elasticnet, tol=1e-3): n_iter_, t_ and the model of
+    SGDClassifier on the same CSR (the exact penalty would stop elsewhere: 23 epochs
+    against scikit-learn's 28 on the corpus)."""
+    name, labels, penalty, shuffle = case
+    X, y = _classification(name, labels)
+    params = dict(penalty=penalty, shuffle=shuffle, random_state=0)
+    peer = quietly(SGDClassifier(**params), X, y)
+    ours = fastgd.GDClassifier(backend=backend, **params).fit(X, y)
+    assert_same_model(ours, peer)
+
+
+@pytest.mark.parametrize("backend", ["numba", "jax"])
+@pytest.mark.parametrize("penalty", ["l2", "elasticnet"])
+def test_default_tol_stops_at_sgdregressors_epoch_on_csr(backend, penalty):
+    X, y = diabetes()
+    params = dict(penalty=penalty, random_state=0, eta0=0.005)
+    peer = quietly(SGDRegressor(**params), sparsified(X), y)
+    ours = fastgd.GDRegressor(backend=backend, **params).fit(sparsified(X), y)
+    assert_same_model(ours, peer)
+
+
+def _sklearn_objective(X, y, alpha, epochs):
+    """scikit-learn's per-epoch objective of hinge + l2 at a constant rate 0.01, in order,
+    intercept steps × 0.01: a plain loop over the rows with its norm bookkeeping."""
+    w, b = np.zeros(X.shape[1]), 0.0
+    sq = 0.0
+    out = []
+    for _ in range(epochs):
+        total = 0.0
+        for i in range(X.shape[0]):
+            cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+            vals = X.data[X.indptr[i] : X.indptr[i + 1]]
+            s = 1.0 if y[i] else -1.0
+            p = vals @ w[cols] + b
+            total += max(0.0, 1.0 - s * p) + alpha * 0.5 * sq
+            update = 0.01 * s if s * p < 1.0 else 0.0
+            w *= 1.0 - 0.01 * alpha
+            sq *= (1.0 - 0.01 * alpha) ** 2
+            if update:
+                w[cols] += update * vals
+                sq = float(w[cols] @ w[cols])
+                b += 0.01 * update
+        out.append(total / X.shape[0])
+    return out
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+def test_the_reported_objective_is_scikit_learns(backend):
+    """The epoch objectives fit reports with sklearn_sparse_norms (through one call per
+    epoch: a callback) equal a direct loop's; without it, the exact penalty's."""
+    X, y = text_corpus()
+    X, y = X[:120], y[:120] == 1
+    alpha = 0.05
+    expected = _sklearn_objective(X, y, alpha, 3)
+    for flag in (True, False):
+        seen = []
+        record = seen.append
+        result = fastgd.fit(X, y, loss="hinge", lr=0.01, batch_size=1, epochs=3, penalty="l2",
+                            alpha=alpha, shuffle=False, intercept_decay=0.01, backend=backend,
+                            sklearn_sparse_norms=flag,
+                            callback=lambda e, loss, c, i, record=record: record(loss))  # fmt: skip
+        gap = np.max(np.abs(np.array(seen) - expected))
+        assert (gap < 1e-12) if flag else (gap > 1e-4), (flag, gap)
+    assert result.n_epochs == 3
+
+
+def test_the_flag_leaves_a_dense_x_and_batches_alone():
+    X, y = breast_cancer()
+    runs = [fastgd.fit(X, y, loss="hinge", penalty="elasticnet", alpha=1e-3, lr=0.01,
+                       batch_size=1, epochs=2, seed=0, tol=1e-3, sklearn_sparse_norms=flag)
+            for flag in (False, True)]  # fmt: skip
+    np.testing.assert_array_equal(runs[0].coef, runs[1].coef)
+    np.testing.assert_array_equal(runs[0].loss_history, runs[1].loss_history)
+    batched = [fastgd.fit(sparsified(X), y, loss="hinge", penalty="l2", batch_size=16, lr=0.01,
+                          epochs=2, seed=0, backend="numba", sklearn_sparse_norms=flag,
+                          tol=1e-3)  # fmt: skip
+               for flag in (False, True)]
+    np.testing.assert_array_equal(batched[0].loss_history, batched[1].loss_history)
+
+
+def test_a_bad_flag_is_named():
+    X, y = breast_cancer()
+    with pytest.raises(TypeError, match="sklearn_sparse_norms"):
+        fastgd.fit(sparsified(X), y, loss="hinge", sklearn_sparse_norms="yes")
+
+
+# ------------------------------------------------------------ l1 on sparse rows
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_per_sample_elasticnet_equals_sgdclassifier_on_csr(backend):
+    """The sparse truncation rule (the row's features only) on numpy and jax."""
+    X, y = text_corpus()
+    params = dict(penalty="elasticnet", alpha=1e-4, random_state=1, tol=None, max_iter=3)
+    for labels in (y == 0, y):
+        peer = quietly(SGDClassifier(**params), X, labels)
+        ours = fastgd.GDClassifier(backend=backend, **params).fit(X, labels)
+        assert_same_model(ours, peer)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_per_sample_l1_on_csr_is_the_same_on_every_backend(optimizer):
+    """The sparse rule truncates only the row's weights: every backend the same model (the
+    dense rule, which truncates every weight, is far from it)."""
+    X, y = text_corpus()
+    X, Y = X[:200], np.eye(3)[y[:200]]
+    kw = dict(loss="hinge", optimizer=optimizer, batch_size=1, epochs=2, penalty="elasticnet",
+              l1_ratio=0.5, alpha=1e-3, lr=0.05, seed=3)  # fmt: skip
+    coefs = {b: fastgd.fit(X, Y, backend=b, **kw).coef for b in ("numpy", "numba", "jax")}
+    for backend in ("numba", "jax"):
+        np.testing.assert_allclose(coefs[backend], coefs["numpy"], rtol=0, atol=1e-12)
+    dense = fastgd.fit(X.toarray(), Y, backend="numpy", **kw).coef
+    assert np.max(np.abs(dense - coefs["numpy"])) > 1e-3
+    assert sp.issparse(X)
