@@ -184,7 +184,7 @@ def test_best_objective_is_over_the_whole_family():
 
 def test_curves_in_the_json(capsys, tmp_path):
     peers = [p for p in ("sklearn", "optax") if p in compare_runners.available_peers()]
-    code, report, out = _report(capsys, tmp_path, "--backends", "numpy,numba", "--peers",
+    code, report, out = _report(capsys, tmp_path, "--backends", "numpy", "--peers",
                                 ",".join(peers) or "none", "--problems", "hinge")
     assert code == 0, out
     curves = report["curves"]
