@@ -29,6 +29,9 @@ _PARTIAL_ENTRIES = 1 << 22
 _PARALLEL_MIN_WORK = 1 << 15
 #: Row stride of the per-block scratch, in float64: a multiple of a cache line.
 _LINE = 8
+#: The vector gradient kernel takes a block's rows by chunks of this many (see
+#: :func:`_accumulate_rows`): 16 rows of 100 float64 take 12.8 kB of L1.
+_CHUNK_ROWS = 16
 
 
 # --------------------------------------------------------------- row blocks
@@ -63,7 +66,8 @@ def _parallel_min_work() -> int:
 
 @njit(**_JIT)
 def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, max_dloss, acc):
-    """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once.
+    """Add the samples at positions ``lo..hi-1`` into ``acc``, reading each row of X once
+    from memory.
 
     Parameters
     ----------
@@ -84,6 +88,16 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
     acc : ndarray of float64, shape (>= d + 2,)
         ``acc[:d] += s_i·dloss_i·x_i``, ``acc[d] += s_i·dloss_i``, ``acc[d + 1] +=
         s_i·loss_i`` (s_i the sample's weight, 1 without weights).
+
+    Notes
+    -----
+    The positions go by chunks of ``_CHUNK_ROWS``: first each row's prediction and loss
+    derivative, then the chunk's rows added to ``acc`` four at a time
+    (:func:`_add_rows`), while they are still in L1. Each ``acc[j]`` receives the rows'
+    terms one after the other in position order, as a row-by-row loop adds them: the
+    same bits, with a quarter of the loads and stores of ``acc``, and the predictions of
+    a chunk are independent of each other (200,000 x 100 float64, Adam with batch 64,
+    shuffled: about 10% faster, ``bench/shuffled_floor.py``).
     """
     d = X.shape[1]
     weighted = weight.shape[0] > 0
@@ -95,32 +109,75 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
     # helper, even inlined, kept its branches inside the loop (mini-batch Adam in order
     # 47 -> 57 ms, shuffled 123 -> 146 ms).
     hint_in_order = not gathered and hi - lo < _BLOCK_ROWS
+    dls = np.empty((2, _CHUNK_ROWS))  # the chunk's loss derivatives, then its losses
     loss_sum = 0.0
     dloss_sum = 0.0
-    for k in range(lo, hi):
-        if gathered:
-            i = rows[k]
-            if k + ahead < rows.shape[0]:
-                _prefetch_row(X, rows[k + ahead])
-        else:
-            i = k
-            if hint_in_order and k + ahead < X.shape[0]:
-                _prefetch_row(X, k + ahead)
-        x = X[i]
-        p = 0.0
-        for j in range(d):
-            p += np.float64(x[j]) * w64[j]
-        loss, dl = _loss_and_dloss(p + b, np.float64(y[i]), loss_code, loss_param)
-        dl = _clip_dloss(dl, max_dloss)
-        s = np.float64(weight[i]) if weighted else 1.0
-        loss *= s
-        dl *= s
-        for j in range(d):
-            acc[j] += dl * x[j]
-        dloss_sum += dl
-        loss_sum += loss
+    for chunk in range(lo, hi, _CHUNK_ROWS):
+        stop = min(chunk + _CHUNK_ROWS, hi)
+        for k in range(chunk, stop):
+            if gathered:
+                i = rows[k]
+                if k + ahead < rows.shape[0]:
+                    _prefetch_row(X, rows[k + ahead])
+            else:
+                i = k
+                if hint_in_order and k + ahead < X.shape[0]:
+                    _prefetch_row(X, k + ahead)
+            x = X[i]
+            p = 0.0
+            for j in range(d):
+                p += np.float64(x[j]) * w64[j]
+            loss, dl = _loss_and_dloss(p + b, np.float64(y[i]), loss_code, loss_param)
+            dl = _clip_dloss(dl, max_dloss)
+            s = np.float64(weight[i]) if weighted else 1.0
+            loss *= s
+            dl *= s
+            dls[0, k - chunk] = dl
+            dls[1, k - chunk] = loss
+            dloss_sum += dl
+        loss_sum = _add_rows(X, rows, chunk, stop, dls, acc, loss_sum)
     acc[d] += dloss_sum
     acc[d + 1] += loss_sum
+
+
+@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
+def _add_rows(X, rows, lo, hi, dls, acc, loss_sum):
+    """``acc[:d] += dls[0, k − lo]·X[rows[k]]`` for the positions ``lo <= k < hi``
+    (position k is row k when ``rows`` is empty), four rows per pass over ``acc``; returns
+    ``loss_sum`` plus the losses ``dls[1, :hi − lo]``, added one after the other.
+
+    Each ``acc[j]`` still adds the rows' terms one at a time, in position order:
+    compiled without reassociation, so that the four terms are not summed first (the
+    result is bit for bit the row-by-row loop's). The losses are added here, not beside
+    their weighting in the caller's loop, where ``loss·s`` would be fused into the sum
+    (one rounding instead of the row-by-row loop's two)."""
+    for t in range(hi - lo):
+        loss_sum += dls[1, t]
+    d = X.shape[1]
+    gathered = rows.shape[0] > 0
+    k = lo
+    while k + 4 <= hi:
+        if gathered:
+            i0, i1, i2, i3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+        else:
+            i0, i1, i2, i3 = k, k + 1, k + 2, k + 3
+        t = k - lo
+        c0, c1, c2, c3 = dls[0, t], dls[0, t + 1], dls[0, t + 2], dls[0, t + 3]
+        for j in range(d):
+            a = acc[j]
+            a += c0 * X[i0, j]
+            a += c1 * X[i1, j]
+            a += c2 * X[i2, j]
+            a += c3 * X[i3, j]
+            acc[j] = a
+        k += 4
+    while k < hi:
+        i = rows[k] if gathered else k
+        c = dls[0, k - lo]
+        for j in range(d):
+            acc[j] += c * X[i, j]
+        k += 1
+    return loss_sum
 
 
 @njit(**_JIT)
