@@ -229,6 +229,14 @@ def report(
             t = kernel[f"{what} {tag}"]
             print(f"{what + ' ' + tag + ' run_epochs / ' + floor:50s} "
                   f"{np.median(t) / med[floor]:7.2f} {t.min() / best[floor]:6.2f}")  # fmt: skip
+    print("\nratio within each round (the fit and the floor timed a few seconds apart), "
+          "median [25th-75th percentile] over the rounds:")  # fmt: skip
+    for tag in ("shuffled", "in order"):
+        for what in TARGETS:
+            name, floor = f"{what} {tag}", f"floor {tag}"
+            r = times[name] / times[floor]
+            q1, q2, q3 = np.percentile(r, [25, 50, 75])
+            print(f"{name + ' / ' + floor:50s} {q2:7.2f} [{q1:.2f}-{q3:.2f}]")
     cmed = {name: np.median(t) for name, t in cpu.items()}
     print("\nCPU time of this process (not counting the time the core was taken away):")
     for tag in ("shuffled", "in order"):
