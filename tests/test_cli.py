@@ -171,39 +171,38 @@ def test_compare_rounds_time_blocks_after_an_untimed_fit(monkeypatch):
     assert calls.count("numba") == 1 + 2 + 4
 
 
-def test_quiesce_waits_for_busy_threads_and_is_bounded():
-    import threading
-    import time
+class _FakeClock:
+    """``time`` as :func:`fastgd.compare._quiesce` sees it: ``sleep`` advances the wall
+    clock, and the process's CPU time grows as fast as the wall clock while its threads
+    are busy (until ``busy_until``), not at all after."""
 
-    from fastgd.compare import _quiesce
+    def __init__(self, busy_for: float):
+        self.now = 0.0
+        self.cpu = 0.0
+        self.busy_until = busy_for
 
-    start = time.perf_counter()
-    _quiesce(max_s=1.0)
-    assert time.perf_counter() - start < 0.5, "an idle process waits one step or so"
+    def perf_counter(self) -> float:
+        return self.now
 
-    stop = time.perf_counter() + 0.3
+    def process_time(self) -> float:
+        return self.cpu
 
-    def spin():
-        while time.perf_counter() < stop:
-            pass
+    def sleep(self, seconds: float) -> None:
+        busy = max(0.0, min(self.now + seconds, self.busy_until) - self.now)
+        self.cpu += busy
+        self.now += seconds
 
-    worker = threading.Thread(target=spin)
-    worker.start()
-    try:
-        start = time.perf_counter()
-        _quiesce(max_s=2.0)
-        waited = time.perf_counter() - start
-    finally:
-        worker.join(timeout=5)
-    assert 0.2 <= waited < 1.5, f"waited {waited:.3f} s for a thread busy for 0.3 s"
 
-    stop = time.perf_counter() + 5.0
-    worker = threading.Thread(target=spin)
-    worker.start()
-    try:
-        start = time.perf_counter()
-        _quiesce(max_s=0.2)
-        assert time.perf_counter() - start < 0.6, "never longer than max_s (and one step)"
-    finally:
-        stop = 0.0
-        worker.join(timeout=10)
+@pytest.mark.parametrize(("busy_for", "max_s", "expected"), [
+    (0.0, 1.0, 0.005),  # idle: one step
+    (0.3, 2.0, 0.305),  # busy threads for 0.3 s: waits for them, then one idle step
+    (5.0, 0.2, 0.2),  # busy for longer than max_s: never longer than max_s
+])  # fmt: skip
+def test_quiesce_waits_for_busy_threads_and_is_bounded(monkeypatch, busy_for, max_s,
+                                                        expected):
+    import fastgd.compare as compare
+
+    clock = _FakeClock(busy_for)
+    monkeypatch.setattr(compare, "time", clock)
+    compare._quiesce(max_s=max_s)
+    assert clock.now == pytest.approx(expected, abs=0.006)
