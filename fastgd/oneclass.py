@@ -133,11 +133,6 @@ class GDOneClassSVM(OutlierMixin, _GDBase):
     def _n_outputs(self) -> int:
         return 1
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False  # the sparse kernels have no intercept slope (nu·b)
-        return tags
-
     def _shuffle_seeds(self, separately: bool) -> list[int]:
         return [regressor_seed(self.random_state)]
 
@@ -163,7 +158,7 @@ class GDOneClassSVM(OutlierMixin, _GDBase):
         first = not partial or getattr(self, "_theta", None) is None
         # finiteness is checked once, by fastgd.fit
         X = validate_data(self, X, reset=first, dtype=[np.float64, np.float32],
-                          ensure_all_finite=False)  # fmt: skip
+                          ensure_all_finite=False, accept_sparse="csr")  # fmt: skip
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -202,7 +197,8 @@ class GDOneClassSVM(OutlierMixin, _GDBase):
     def decision_function(self, X) -> np.ndarray:
         """``X @ coef_ − offset_``, shape (n,): positive for inliers."""
         check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          accept_sparse="csr")  # fmt: skip
         return (X @ self.coef_ - self.offset_).ravel()
 
     def score_samples(self, X) -> np.ndarray:

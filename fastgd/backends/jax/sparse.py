@@ -34,14 +34,22 @@ import numpy as np
 from jax import lax
 
 from ...sparse import CsrRows, csr_rows, starting_norms
-from ...specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer
+from ...specs import OPT_SGD, PA_SCHEDULES, SCHED_PA1, LoweredOptimizer
 from .batches import _join, _model_hyper, _model_static, _one_column, _split
 from .devices import _resolve_device
 from .epochs import _average_step
 from .losses import _clipped_sample_losses, _penalty, _sample_losses
 from .runtime import _x64
 from .staging import _CPU_ALIGNMENT, _cpu_aligned
-from .updates import _l1_rule, _l1_step, _learning_rate, _opt_hyper, _opt_static, _update_step
+from .updates import (
+    _l1_rule,
+    _l1_step,
+    _learning_rate,
+    _opt_hyper,
+    _opt_static,
+    _pa_step,
+    _update_step,
+)
 
 #: Padded entries (rows x L) per block of a full batch.
 _FULL_BATCH_BLOCK_ENTRIES = 1 << 18
@@ -152,12 +160,13 @@ def _take(pair, k: int, pos: jax.Array) -> jax.Array:
     return jnp.where(pos < k, head[jnp.minimum(pos, k - 1)], tail[jnp.maximum(pos - k, 0)])
 
 
-def _check_supported(model: LoweredModel, opt: LoweredOptimizer | None = None) -> None:
-    """Raise NotImplementedError for what the sparse programs do not carry."""
-    if opt is not None and opt.schedule_code in PA_SCHEDULES:
-        raise NotImplementedError("passive-aggressive steps on a sparse X: use backend='numpy'")
-    if getattr(model, "intercept_slope", 0.0):
-        raise NotImplementedError("the one-class SVM on a sparse X: use backend='numpy'")
+def _check_supported(opt: LoweredOptimizer, in_batches: bool) -> None:
+    """Raise NotImplementedError for what the sparse programs do not carry: a
+    passive-aggressive step on a full batch (a single sample)."""
+    if opt.schedule_code in PA_SCHEDULES and not in_batches:
+        raise NotImplementedError(
+            "passive-aggressive steps on a sparse X of one sample: use backend='numpy'"
+        )
 
 
 # ------------------------------------------------------------------ a batch's gradient
@@ -207,8 +216,12 @@ def _batch_loss_grad(params, data, rows, valid, m, model_hyper, static, decay, l
 
 def _finish(params, total64, gW, gb, m, model_hyper, static, decay, l1_in_grad):
     W = params[0]
-    gW, gb = gW / m, gb / m * decay.astype(gb.dtype)
-    report = total64 / m
+    if static.slope:  # the one-class SVM's nu·b: its slope on the intercepts, then decay
+        gb = gb / m + model_hyper[4].astype(gb.dtype)
+    else:
+        gb = gb / m
+    gW, gb = gW / m, gb * decay.astype(gb.dtype)
+    report = total64 / m + _slope_term(params, model_hyper, static)
     if static.penalized:
         l2 = model_hyper[1].astype(W.dtype)
         l1 = model_hyper[2].astype(W.dtype) if l1_in_grad else jnp.zeros((), W.dtype)
@@ -282,8 +295,27 @@ def _sample_loss_grad(params, data, rows, m, model_hyper, static, decay, l1_in_g
     if not static.fit_intercept:
         gb = jnp.zeros_like(gb)
     _, grad = _finish(params, total64, gW, gb, m, model_hyper, static, decay, l1_in_grad)
-    report = total64 / m + 0.5 * model_hyper[1] * jnp.sum(norms[0])
+    report = total64 / m + _slope_term(params, model_hyper, static)
+    report = report + 0.5 * model_hyper[1] * jnp.sum(norms[0])
     return report + model_hyper[2] * jnp.sum(norms[1]), grad, moved
+
+
+def _slope_term(params, model_hyper, static):
+    """The objective's ``slope·Σ b`` (the one-class SVM's), float64; 0 without a slope."""
+    if not static.slope:
+        return 0.0
+    return model_hyper[4] * jnp.sum(params[1].astype(jnp.float64))
+
+
+def _sparse_pa_step(params, data, rows, model_hyper, static, opt_hyper, pa1, decay):
+    """``updates._pa_step`` on the one-row batch ``rows`` (the row made dense, O(d)), the
+    intercepts' step times ``decay`` (scikit-learn's sparse intercept decay)."""
+    cols, vals, Y, weight, _ = _gather(data, rows, jnp.ones(1, dtype=bool))
+    x = jnp.zeros((1, data.n_features), vals.dtype).at[0, cols[0]].add(vals[0])
+    (W, b), report = _pa_step(params, (x, Y, weight), model_hyper, static, opt_hyper, pa1)
+    b_old = params[1].astype(jnp.float64)
+    b = (b_old + (b.astype(jnp.float64) - b_old) * decay).astype(params[1].dtype)
+    return (W, b), report
 
 
 @partial(jax.jit, static_argnames=("static", "opt", "batch_size", "track"))
@@ -297,6 +329,8 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
     data = data.with_targets(data.Y[:, 0] if one else data.Y)
     rule = _l1_rule(opt, batch_size, static.l1)
 
+    pa = opt.schedule_code in PA_SCHEDULES
+
     def train_on(carry, rows, valid, m):
         params, step, slots, (total, u, norms) = carry
         if rows is None:
@@ -305,10 +339,15 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
         elif track:
             report, grad, moved = _sample_loss_grad(params, data, rows, m, model_hyper, static,
                                                     decay, rule is None, norms)  # fmt: skip
-        else:
+        elif not pa:
             report, grad = _batch_loss_grad(params, data, rows, valid, m, model_hyper, static,
                                             decay, rule is None)  # fmt: skip
-        params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
+        if pa:  # batches of one sample, more than one sample (checked on the host)
+            params, report = _sparse_pa_step(params, data, rows, model_hyper, static, opt_hyper,
+                                             opt.schedule_code == SCHED_PA1, decay)  # fmt: skip
+            step, (s0, s1) = step + 1, slots[:2]
+        else:
+            params, step, (s0, s1) = _update_step(params, grad, step, slots[:2], opt_hyper, opt)
         avg = slots[2]
         lr = _learning_rate(opt.schedule_code, opt_hyper[4:7], step)
         cols = None if rows is None or batch_size != 1 else _row_columns(data, rows)
@@ -360,8 +399,8 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
 
 def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
     """:func:`fastgd.backends.jax.run_epochs` on a :class:`SparseData`."""
-    _check_supported(model, opt)
     n_epochs, n = orders.shape
+    _check_supported(opt, min(int(batch_size), n) < n)
     step, slots = state
     batch_size = min(int(batch_size), n)
     padded = 1 << (n_epochs - 1).bit_length()
@@ -371,7 +410,7 @@ def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
         placed_orders = np.zeros((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
         placed_orders[:n_epochs] = orders
     track = bool(model.sklearn_sparse_norms) and batch_size == 1 and n > 1 and (
-        opt.code == OPT_SGD and opt.params[0] == 0.0
+        opt.code == OPT_SGD and opt.params[0] == 0.0 and opt.schedule_code not in PA_SCHEDULES
     )
     norms = data.norms
     if norms is None or norms.shape[1] != theta.shape[1]:
@@ -402,7 +441,6 @@ def _sparse_loss_grad_program(data, theta, model_hyper, decay, *, static):
 
 def _sparse_loss_grad(data, theta, model):
     """:func:`fastgd.backends.jax.loss_grad` on a :class:`SparseData`."""
-    _check_supported(model)
     with _x64():
         return _sparse_loss_grad_program(
             data, theta, _model_hyper(model), np.float64(model.intercept_decay),

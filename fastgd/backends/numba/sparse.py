@@ -21,8 +21,9 @@ per loss).
   sparse rule, as the plain per-sample loop).
   Plain per-sample SGD runs :mod:`.sparse_sgd` instead, in O(nnz of the row) per step.
 - The intercept's gradient is multiplied by ``intercept_decay`` (the model's).
-- Not carried (NotImplementedError): passive-aggressive steps, the one-class SVM's
-  intercept slope.
+- The one-class SVM's intercept slope: ``slope·Σb`` in the objective, ``slope`` on the
+  intercepts' gradient (before ``intercept_decay``). Passive-aggressive steps: in the
+  per-sample loop only (NotImplementedError otherwise).
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ def _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials
 def _csr_loss_grad(
     indptr, indices, values, Y, weight, theta, order, start, stop, loss_code, loss_param,
     max_dloss, l2, l1, fit_intercept, intercept_decay, grad, dls, losses, partials, parallel,
+    slope,
 ):
     """The objective of the batch ``order[start:stop]`` (mean weighted loss + penalty) and
     its gradient, written into ``grad`` (d + 1, K) in theta's dtype; returns the objective.
@@ -207,8 +209,9 @@ def _csr_loss_grad(
     K) float64 zeros with B >= :func:`_scatter_blocks` of the batch, the scatter's sums,
     left zero again (a scratch kept across batches: no fresh pages per update). The
     gradient is
-    ``(1/m)·Σ_i dl_i·x_i + l2·W + l1·sign(W)`` and ``intercept_decay·(1/m)·Σ_i dl_i`` (0
-    without an intercept), with the sums in float64 in the batch's order.
+    ``(1/m)·Σ_i dl_i·x_i + l2·W + l1·sign(W)`` and ``intercept_decay·((1/m)·Σ_i dl_i +
+    slope)`` (0 without an intercept), with the sums in float64 in the batch's order; the
+    objective adds ``slope·Σ b`` (the one-class SVM's intercept slope).
     """
     d = theta.shape[0] - 1
     K = theta.shape[1]
@@ -238,6 +241,7 @@ def _csr_loss_grad(
         _scatter_parallel(indptr, indices, values, order, start, stop, dls, partials[:n_blocks])
     ww = 0.0
     aw = 0.0
+    bs = 0.0
     for j in range(d + 1):
         for c in range(K):
             a = partials[0, j, c]
@@ -246,19 +250,19 @@ def _csr_loss_grad(
                 a += partials[b, j, c]
                 partials[b, j, c] = 0.0
             if j == d:
-                grad[d, c] = intercept_decay * (a / m) if fit_intercept else 0.0
+                grad[d, c] = intercept_decay * (a / m + slope) if fit_intercept else 0.0
+                bs += np.float64(theta[d, c])
                 continue
             w = np.float64(theta[j, c])
             ww += w * w
             aw += abs(w)
             sign = 1.0 if w > 0.0 else (-1.0 if w < 0.0 else 0.0)
             grad[j, c] = a / m + l2 * w + l1 * sign
-    return total / m + 0.5 * l2 * ww + l1 * aw
+    return total / m + 0.5 * l2 * ww + l1 * aw + slope * bs
 
 
 def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bool):
     """The batch objective of ``model`` over every row of ``data`` and its gradient."""
-    _check_supported(model)
     rows = data.X
     n = rows.shape[0]
     grad = np.empty_like(theta)
@@ -269,7 +273,7 @@ def _csr_loss_grad_call(data: SparseData, theta: np.ndarray, model, parallel: bo
         np.empty(0, np.int64), 0, n, int(model.loss_code), float(model.loss_param),
         float(model.max_dloss), float(model.l2), float(model.l1), bool(model.fit_intercept),
         float(model.intercept_decay), grad, np.empty((n, K)), np.empty(n),
-        _partials(rows.values.shape[0], theta), parallel,
+        _partials(rows.values.shape[0], theta), parallel, float(model.intercept_slope),
     )  # fmt: skip
     return float(loss), grad
 
@@ -301,7 +305,7 @@ def _truncate_row_l1(w, q, indices, lo, hi, u) -> None:
 def _csr_run_epochs(
     indptr, indices, values, Y, weight, theta, slots, step, orders, batch_size, loss_code,
     loss_param, max_dloss, l2, l1, fit_intercept, intercept_decay, code, params,
-    schedule_code, schedule_params, epoch_losses, parallel, average, partials,
+    schedule_code, schedule_params, epoch_losses, parallel, average, partials, slope,
 ):
     """Every batch of ``epoch_losses.shape[0]`` epochs on CSR rows with the optimizer
     ``code``; returns the step count. Epoch e walks ``orders[e % len(orders)]`` (a full
@@ -346,7 +350,7 @@ def _csr_run_epochs(
             loss = _csr_loss_grad(
                 indptr, indices, values, Y, weight, theta, order, start, stop, loss_code,
                 loss_param, max_dloss, l2, grad_l1, fit_intercept, intercept_decay, grad, dls,
-                losses, partials, parallel,
+                losses, partials, parallel, slope,
             )
             if l1_rule != 0:
                 loss += l1 * _l1_norm(flat_theta, n_decay)
@@ -379,16 +383,13 @@ def _csr_run_epochs(
 # ----------------------------------------------------------------- the entry points
 
 
-def _check_supported(model, opt=None) -> None:
-    """Raise NotImplementedError for what the sparse kernels do not carry."""
-    if opt is not None and opt.schedule_code in PA_SCHEDULES:
+def _check_supported(opt, per_sample: bool) -> None:
+    """Raise NotImplementedError for what the sparse kernels do not carry: passive-aggressive
+    steps outside the per-sample loop."""
+    if not per_sample and opt.schedule_code in PA_SCHEDULES:
         raise NotImplementedError(
-            "passive-aggressive steps (pa1/pa2) on a sparse X are not supported"
-        )
-    if getattr(model, "intercept_slope", 0.0):
-        raise NotImplementedError(
-            "the one-class SVM's intercept slope on a sparse X is not supported by the numba "
-            "backend; use backend='numpy'"
+            "passive-aggressive steps (pa1/pa2) on a sparse X are supported by the numba "
+            "backend in its per-sample loop only (batch_size=1, more than one sample)"
         )
 
 
@@ -403,7 +404,6 @@ def _norms_of(data: SparseData, theta) -> np.ndarray:
 def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):
     """:func:`fastgd.backends.numba.run_epochs` on a :class:`SparseData`: plain per-sample
     SGD in :mod:`.sparse_sgd`'s loop, every other case in :func:`_csr_run_epochs`."""
-    _check_supported(model, opt)
     rows = data.X
     n = rows.shape[0]
     step, slots = state
@@ -413,6 +413,7 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
     per_sample = (
         batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (n > 1 or model.l1 != 0.0)
     )
+    _check_supported(opt, per_sample)
     csr = (rows.indptr, rows.indices, rows.values, data.Y, weight, theta, slots, int(step))
     model_numbers = (
         int(model.loss_code), float(model.loss_param), float(model.max_dloss), float(model.l2),
@@ -426,7 +427,7 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         step = kernel(
             *csr[:5], V, *csr[6:], _kernel_orders(orders, False), *model_numbers, schedule_code,
             schedule_params, epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
-            bool(model.sklearn_sparse_norms), _norms_of(data, theta),
+            bool(model.sklearn_sparse_norms), _norms_of(data, theta), float(model.intercept_slope),
         )  # fmt: skip
         if V is not theta:
             theta[...] = V
@@ -435,5 +436,6 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
             *csr, _kernel_orders(orders, batch_size >= n), int(batch_size), *model_numbers,
             code, params, schedule_code, schedule_params, epoch_losses,
             get_num_threads() > 1, int(opt.average), _partials(rows.values.shape[0], theta),
+            float(model.intercept_slope),
         )  # fmt: skip
     return theta, (int(step), slots), epoch_losses

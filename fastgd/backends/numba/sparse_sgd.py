@@ -24,6 +24,11 @@ costs O(nnz of the row · K), not O(d).
   ``P`` (d, K) changed only where ``V`` changes (``P −= c·ΔV``); the intercepts are
   averaged directly. The average is formed at the end of the call into ``slots[2]``.
 - ``intercept_decay`` multiplies the intercepts' steps (scikit-learn: 0.01 on sparse X).
+- The one-class SVM's intercept ``slope``: ``slope·b`` in the objective, ``−lr·slope``
+  added to each intercept's step (scikit-learn: ``(update − eta·nu)·decay``).
+- Passive-aggressive schedules (``SCHED_PA1``/``SCHED_PA2``, ``lr`` = C): the step
+  ``−tau·sign(dloss)·s`` of the dense loop (``sgd_dense._pa_size``, ``tau`` from the row's
+  squared norm), the objective the unweighted losses alone.
 - **Prefetch in stages** along the epoch's order: the row pointer of the sample
   ``3·ahead`` ahead, the column indices and values of the row ``2·ahead`` ahead (whose
   pointer the first stage brought in), and the entries of ``V`` at the columns of the
@@ -45,9 +50,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ...specs import SCHED_PA1, SCHED_PA2
 from .jit import _JIT
-from .losses import _row_loss_and_dloss
+from .losses import _loss_and_dloss, _row_loss_and_dloss
 from .rows import _prefetch
+from .sgd_dense import _pa_size
 from .updates import _learning_rate
 
 #: The weights' scale is folded into them below this size (scikit-learn: 1e-9).
@@ -88,9 +95,11 @@ def _norms(V, d):
 
 
 @njit(**_JIT)
-def _write_trace(trace, indptr, indices, values, i, V, scale, dl, l2, fit_intercept, decay):
+def _write_trace(
+    trace, indptr, indices, values, i, V, scale, dl, l2, fit_intercept, decay, slope
+):
     """The gradient of the step on sample ``i`` at ``w = scale·V`` into ``trace`` (d + 1, K):
-    ``dl_k·x + l2·w``, the intercepts' ``decay·dl_k`` (0 without an intercept)."""
+    ``dl_k·x + l2·w``, the intercepts' ``decay·(dl_k + slope)`` (0 without an intercept)."""
     d = V.shape[0] - 1
     K = trace.shape[1]
     for j in range(d):
@@ -101,7 +110,7 @@ def _write_trace(trace, indptr, indices, values, i, V, scale, dl, l2, fit_interc
         for k in range(K):
             trace[j, k] += dl[k] * values[pos]
     for k in range(K):
-        trace[d, k] = decay * dl[k] if fit_intercept else 0.0
+        trace[d, k] = decay * (dl[k] + slope) if fit_intercept else 0.0
 
 
 @njit(**_JIT)
@@ -121,6 +130,24 @@ def _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab):
             sk_ab[k] = ab * abs(scale)
 
 
+@njit(**_JIT)
+def _pa_steps(p, Y, i, loss_code, loss_param, max_dloss, xx, pa1, C, s, steps) -> float:
+    """Passive-aggressive steps of sample ``i`` (predictions ``p`` (K,), squared norm
+    ``xx``): ``steps[k] = −tau_k·sign(dloss_k)·s`` (``sgd_dense._pa_size``, at ``C``); ``p``
+    is overwritten with the clipped loss derivatives (unweighted, as
+    ``_row_loss_and_dloss`` leaves them). Returns the unweighted loss summed over the K
+    outputs."""
+    total = 0.0
+    for k in range(p.shape[0]):
+        loss, g = _loss_and_dloss(p[k], np.float64(Y[i, k]), loss_code, loss_param)
+        g = min(max(g, -max_dloss), max_dloss)
+        total += loss
+        tau = _pa_size(loss, xx, pa1, C) if loss > 0.0 else 0.0
+        steps[k] = -tau * np.sign(g) * s
+        p[k] = g
+    return total
+
+
 def _sgd_kernel(vector: bool):
     """The per-sample loop; ``vector`` (a compile-time constant) fixes K = 1.
 
@@ -133,7 +160,7 @@ def _sgd_kernel(vector: bool):
     def sparse_sgd_epochs(
         indptr, indices, values, Y, weight, V, slots, step, orders, loss_code, loss_param,
         max_dloss, l2, l1, fit_intercept, intercept_decay, schedule_code, schedule_params,
-        epoch_losses, average, ahead, sk_norms, norms,
+        epoch_losses, average, ahead, sk_norms, norms, slope,
     ):
         n = indptr.shape[0] - 1
         d = V.shape[0] - 1
@@ -164,6 +191,9 @@ def _sgd_kernel(vector: bool):
         for k in range(K):
             sk_sq[k] = norms[0, k]
             sk_ab[k] = norms[1, k]
+        pa = schedule_code == SCHED_PA1 or schedule_code == SCHED_PA2
+        pa1 = schedule_code == SCHED_PA1
+        steps = np.empty(K)  # the passive-aggressive steps
         p = np.empty(K)
         dots = np.empty(K)
         coef = np.empty(K)
@@ -203,27 +233,34 @@ def _sgd_kernel(vector: bool):
                         dots[k] += x * V[j, k]
                 for k in range(K):
                     p[k] = scale * dots[k] + V[d, k]
-                loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
                 s = np.float64(weight[i]) if weighted else 1.0
-                if sk_norms:
-                    penalty = 0.0
-                    for k in range(K):
-                        penalty += 0.5 * l2 * sk_sq[k] + l1 * sk_ab[k]
-                    total += loss * s + penalty
+                if pa:  # the unweighted losses alone in the objective (scikit-learn's)
+                    total += _pa_steps(p, Y, i, loss_code, loss_param, max_dloss, xx, pa1, lr,
+                                       s, steps)  # fmt: skip
                 else:
-                    total += loss * s + 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
+                    loss = _row_loss_and_dloss(p, Y, i, loss_code, loss_param, max_dloss)
+                    if sk_norms:
+                        penalty = 0.0
+                        for k in range(K):
+                            penalty += 0.5 * l2 * sk_sq[k] + l1 * sk_ab[k]
+                    else:
+                        penalty = 0.5 * l2 * (scale * scale * sq) + l1 * (abs(scale) * ab)
+                    total += loss * s + penalty
+                    if slope != 0.0:  # the one-class SVM's slope·b, before the step
+                        for k in range(K):
+                            total += slope * V[d, k]
                 if e == n_epochs - 1 and t == n - 1:  # the call's last gradient: the trace
                     for k in range(K):
                         p[k] *= s
                     _write_trace(
                         slots[0], indptr, indices, values, i, V, scale, p, l2, fit_intercept,
-                        intercept_decay,
+                        intercept_decay, slope,
                     )
                     for k in range(K):
-                        p[k] = -lr * p[k]
+                        p[k] = steps[k] if pa else -lr * p[k]
                 else:
-                    for k in range(K):
-                        p[k] = -lr * p[k] * s  # scikit-learn's rounding: (−eta·dloss)·weight
+                    for k in range(K):  # scikit-learn's rounding: (−eta·dloss)·weight
+                        p[k] = steps[k] if pa else -lr * p[k] * s
                 shrink = 1.0 - lr * l2
                 scale *= shrink
                 if sk_norms:
@@ -271,10 +308,11 @@ def _sgd_kernel(vector: bool):
                                 P[j, k] -= c_avg * (x * coef[k])
                 if moved and sk_norms:  # scikit-learn's: the norms of the row's entries
                     _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab)
-                if moved:
-                    if fit_intercept:
-                        for k in range(K):
-                            V[d, k] += p[k] * intercept_decay
+                if fit_intercept and (moved or slope != 0.0):
+                    for k in range(K):  # scikit-learn: (update − eta·nu)·decay, when not 0
+                        step_b = p[k] - lr * slope
+                        if step_b != 0.0:
+                            V[d, k] += step_b * intercept_decay
                 if averaged:
                     kth = step - average + 1
                     if kth == 1:  # the first averaged update: the average is w itself

@@ -59,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...sparse import is_sparse, starting_norms
-from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer
+from ...specs import LoweredModel, LoweredOptimizer
 from .batches import _batch_loss_grad
 from .epochs import _train_epochs
 from .updates import State, _initial_state, _step
@@ -258,8 +258,4 @@ def run_epochs(
         Per epoch, the mean over its samples of the batch objective (loss + penalty)
         evaluated before each batch's update.
     """
-    if opt.schedule_code in PA_SCHEDULES and is_sparse(data.X):
-        raise NotImplementedError(
-            "passive-aggressive steps (pa1/pa2) on a sparse X are not supported"
-        )
     return _train_epochs(data, theta, state, orders, batch_size, model, opt)

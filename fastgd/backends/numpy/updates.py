@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...sparse import is_sparse
 from ...specs import (
     OPT_ADAGRAD,
     OPT_ADAM,
@@ -78,10 +79,11 @@ def _pa_step(
     Per output: ``tau = min(C, loss/‖x‖²)`` (pa1; 0 for a row of zeros) or
     ``loss/(‖x‖² + 1/(2C))`` (pa2), ``update = −tau·sign(dloss)·s``; then, in
     scikit-learn's order, the weights shrink by ``1 − C·l2``, ``w += update·x`` and the
-    intercept ``b += update − C·intercept_slope``. The arithmetic is float64.
+    intercept ``b += (update − C·intercept_slope)·intercept_decay``. The arithmetic is
+    float64. A sparse row is made dense (O(d), as the shrink).
     """
     X, Y, weight = batch[:3]
-    x = X[0].astype(np.float64)
+    x = (X[0].toarray()[0] if is_sparse(X) else X[0]).astype(np.float64)
     C = opt.schedule_params[0]
     step, slots = state
     P = x @ theta[:-1].astype(np.float64) + theta[-1].astype(np.float64)
@@ -101,7 +103,8 @@ def _pa_step(
         W = W * (1.0 - C * model.l2)
     theta[:-1] = W + np.outer(x, update)
     if model.fit_intercept:
-        theta[-1] = theta[-1].astype(np.float64) + (update - C * model.intercept_slope)
+        step_b = (update - C * model.intercept_slope) * model.intercept_decay
+        theta[-1] = theta[-1].astype(np.float64) + step_b
     return float(losses.sum()), (step + 1, slots)
 
 
