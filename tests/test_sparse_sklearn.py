@@ -8,6 +8,7 @@ its ``tol`` watches and the l1 truncation, on every backend.
   ``tol=1e-3`` stops at scikit-learn's epoch.
 - l1 per sample truncates only the features a sparse row stores (scikit-learn's sparse
   rule), with or without momentum, on every backend.
+- Passive-aggressive rates and the one-class SVM (its intercept slope ``nu·b``) on CSR.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import rel_err
 from test_estimators import assert_same_model, quietly
 from test_sklearn_dropin import breast_cancer, diabetes
 from test_sparse_estimators import sparsified, text_corpus
@@ -161,3 +163,53 @@ def test_per_sample_l1_on_csr_is_the_same_on_every_backend(optimizer):
     dense = fastgd.fit(X.toarray(), Y, backend="numpy", **kw).coef
     assert np.max(np.abs(dense - coefs["numpy"])) > 1e-3
     assert sp.issparse(X)
+
+
+# --------------------------------- passive-aggressive steps and the one-class SVM on CSR
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+@pytest.mark.parametrize("rate", ["pa1", "pa2"])
+def test_passive_aggressive_rates_equal_sgdclassifier_on_csr(backend, rate):
+    X, y = text_corpus()
+    params = dict(learning_rate=rate, eta0=0.5, penalty=None, shuffle=True, random_state=0,
+                  tol=None, max_iter=2)  # fmt: skip
+    for labels in ((y == 1),) if backend == "numpy" else ((y == 1), y):
+        peer = quietly(SGDClassifier(**params), X, labels)
+        ours = fastgd.GDClassifier(backend=backend, **params).fit(X, labels)
+        assert_same_model(ours, peer)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+def test_one_class_svm_equals_sgdoneclasssvm_on_csr(backend):
+    """Default tol (the objective with nu·b), shuffled; averaging; a constant rate."""
+    from sklearn.linear_model import SGDOneClassSVM
+
+    X, _ = text_corpus()
+    cases = [dict(), dict(average=True, shuffle=False, tol=None, max_iter=3)]
+    if backend != "numpy":
+        cases.append(dict(learning_rate="constant", eta0=0.01, shuffle=False))
+    for kw in cases:
+        peer = quietly(SGDOneClassSVM(nu=0.3, random_state=0, **kw), X, None)
+        ours = fastgd.GDOneClassSVM(nu=0.3, random_state=0, backend=backend, **kw).fit(X)
+        assert rel_err(ours.coef_, peer.coef_) <= 1e-10
+        assert abs(ours.offset_[0] - peer.offset_[0]) <= 1e-10
+        assert (ours.n_iter_, ours.t_) == (peer.n_iter_, peer.t_)
+        np.testing.assert_allclose(ours.decision_function(X), peer.decision_function(X),
+                                   rtol=0, atol=1e-10)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["numba", "jax"])
+def test_one_class_slope_in_sparse_batches_equals_numpys_dense(backend):
+    """The intercept slope in the sparse batch gradients (mini-batch and full batch)."""
+    X, _ = text_corpus()
+    X = X[:150]
+    ones = np.ones(X.shape[0])
+    for batch in (8, None):
+        kw = dict(loss=fastgd.OneClassHinge(0.3), penalty="l2", alpha=0.3, lr=0.05, epochs=2,
+                  batch_size=batch, seed=0, intercept_decay=0.01)  # fmt: skip
+        ours = fastgd.fit(X, ones, backend=backend, **kw)
+        dense = fastgd.fit(X.toarray(), ones, backend="numpy", **kw)
+        np.testing.assert_allclose(ours.coef, dense.coef, rtol=0, atol=1e-12)
+        assert abs(ours.intercept - dense.intercept) < 1e-12
+        np.testing.assert_allclose(ours.loss_history, dense.loss_history, rtol=1e-12)
