@@ -17,11 +17,13 @@ per batch (or block) temporaries of m·L·(index size + itemsize·(1 + K)) bytes
 much longer than the mean make every batch pay for the longest one.
 
 The loop over a chunk of epochs (:func:`_sparse_epochs`) mirrors the dense program's
-(``epochs._epochs``): the optimizer's step, the l1 term with the SGD optimizer (truncation
-of every weight for batches of one sample, a proximal step otherwise), averaging, and the
-intercepts' gradient multiplied by ``intercept_decay``. Passive-aggressive schedules and
-the one-class SVM's intercept slope are not supported on sparse X here
-(NotImplementedError).
+(``epochs._epochs``): the optimizer's step, the l1 term with the SGD optimizer
+(scikit-learn's truncation of the weights the row stores for batches of one sample, its
+sparse rule; a proximal step otherwise), averaging, the intercepts' gradient (with the
+one-class SVM's slope) multiplied by ``intercept_decay``, passive-aggressive steps on one
+row at a time (the row made dense, O(d); NotImplementedError for a fit of one sample).
+With ``sklearn_sparse_norms`` per-sample plain SGD reports scikit-learn's objective (its
+running norms, carried in the program and kept in :class:`SparseData` between calls).
 """
 
 from __future__ import annotations

@@ -49,7 +49,10 @@ one module per concern, each building on the ones above it:
 
 A sparse X (a scipy CSR matrix from :func:`fastgd.sparse.check_sparse_X`) runs the same
 code: ``X @ W``, ``X.T @ dloss`` and ``X[idx]`` are scipy.sparse products and row
-selections, never a dense copy of X (every update stays O(d·K), as on dense X).
+selections, never a dense copy of X (every update stays O(d·K), as on dense X);
+:func:`prepare` returns a :class:`SparseData`, which adds scikit-learn's running norms of
+the weights (``LoweredModel.sklearn_sparse_norms``). Per-sample l1 truncates the weights
+the row stores (scikit-learn's sparse rule); a passive-aggressive step makes its row dense.
 """
 
 from __future__ import annotations
