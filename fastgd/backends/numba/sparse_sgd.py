@@ -113,7 +113,7 @@ def _write_trace(
         trace[d, k] = decay * (dl[k] + slope) if fit_intercept else 0.0
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab):
     """scikit-learn's ``WeightVector.add``'s norms: for each output k whose step ``p[k]``
     is nonzero, ``sk_sq[k] = scale²·Σ V[j, k]²`` and ``sk_ab[k] = |scale|·Σ |V[j, k]|``
@@ -146,6 +146,44 @@ def _pa_steps(p, Y, i, loss_code, loss_param, max_dloss, xx, pa1, C, s, steps) -
         steps[k] = -tau * np.sign(g) * s
         p[k] = g
     return total
+
+
+@njit(inline="always", **_JIT)
+def _add_row_with_norms(indices, values, lo, hi, V, coef, scale, p, sk_sq, sk_ab, new_sq,
+                        new_ab):  # fmt: skip
+    """``V[j, :] += x_j·coef`` at the row's entries (every output: a zero step adds 0) and,
+    for the outputs whose step ``p[k]`` is nonzero, scikit-learn's norms of those entries
+    (as :func:`_row_norms`), summed in the same pass; ``new_sq``/``new_ab`` (K,) scratch."""
+    K = coef.shape[0]
+    if K == 1:  # one output: scalar sums (no stores to the scratch per entry)
+        c = coef[0]
+        sq = 0.0
+        ab = 0.0
+        for pos in range(lo, hi):
+            j = indices[pos]
+            v = V[j, 0] + np.float64(values[pos]) * c
+            V[j, 0] = v
+            sq += v * v
+            ab += abs(v)
+        if p[0] != 0.0:
+            sk_sq[0] = sq * (scale * scale)
+            sk_ab[0] = ab * abs(scale)
+        return
+    for k in range(K):
+        new_sq[k] = 0.0
+        new_ab[k] = 0.0
+    for pos in range(lo, hi):
+        j = indices[pos]
+        x = np.float64(values[pos])
+        for k in range(K):
+            v = V[j, k] + x * coef[k]
+            V[j, k] = v
+            new_sq[k] += v * v
+            new_ab[k] += abs(v)
+    for k in range(K):
+        if p[k] != 0.0:
+            sk_sq[k] = new_sq[k] * (scale * scale)
+            sk_ab[k] = new_ab[k] * abs(scale)
 
 
 def _sgd_kernel(vector: bool):
@@ -188,6 +226,8 @@ def _sgd_kernel(vector: bool):
                 avg_b[k] = slots[2, d, k]
         sk_sq = np.empty(K)  # scikit-learn's norms of w (sk_norms), carried in ``norms``
         sk_ab = np.empty(K)
+        new_sq = np.empty(K)
+        new_ab = np.empty(K)
         for k in range(K):
             sk_sq[k] = norms[0, k]
             sk_ab[k] = norms[1, k]
@@ -298,15 +338,22 @@ def _sgd_kernel(vector: bool):
                     for k in range(K):
                         coef[k] = p[k] / scale
                         sq += coef[k] * (2.0 * dots[k] + coef[k] * xx)  # ‖v + c·x‖²
-                    for pos in range(lo, hi):
-                        j = indices[pos]
-                        x = np.float64(values[pos])
-                        for k in range(K):
-                            V[j, k] += x * coef[k]
-                        if averaged:
+                    if sk_norms:  # the add, summing scikit-learn's norms of the row's entries
+                        _add_row_with_norms(indices, values, lo, hi, V, coef, scale, p,
+                                            sk_sq, sk_ab, new_sq, new_ab)  # fmt: skip
+                    else:
+                        for pos in range(lo, hi):
+                            j = indices[pos]
+                            x = np.float64(values[pos])
+                            for k in range(K):
+                                V[j, k] += x * coef[k]
+                    if averaged:
+                        for pos in range(lo, hi):
+                            j = indices[pos]
+                            x = np.float64(values[pos])
                             for k in range(K):
                                 P[j, k] -= c_avg * (x * coef[k])
-                if moved and sk_norms:  # scikit-learn's: the norms of the row's entries
+                if moved and sk_norms and truncate:  # scikit-learn's: the row's entries' norms
                     _row_norms(indices, lo, hi, V, scale, p, sk_sq, sk_ab)
                 if fit_intercept and (moved or slope != 0.0):
                     for k in range(K):  # scikit-learn: (update − eta·nu)·decay, when not 0
