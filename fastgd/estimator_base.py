@@ -17,7 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .api import fit
 from .result import FitResult
-from .sklearn_shuffle import SklearnShuffle
+from .sklearn_shuffle import SklearnShuffle, regressor_seed
 from .specs import (
     SGD,
     EpsilonInsensitive,
@@ -381,6 +381,21 @@ class _GDBase(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+class _OneOutput:
+    """What the regressor and the one-class SVM share: one output, trained in one pass in
+    the row order scikit-learn's regressor draws for ``random_state`` (its one-class SVM
+    draws the same)."""
+
+    def _n_outputs(self) -> int:
+        return 1
+
+    def _shuffle_seeds(self, separately: bool) -> list[int]:
+        return [regressor_seed(self.random_state)]
+
+    def _orders_apart(self) -> bool:
+        return False
 
 
 class _EpochReport:

@@ -52,13 +52,14 @@ from .estimator_base import (
     _CLASSIFICATION_LOSSES,
     _REGRESSION_LOSSES,
     _GDBase,
+    _OneOutput,
 )
-from .sklearn_shuffle import binary_seed, one_vs_rest_seeds, regressor_seed
+from .sklearn_shuffle import binary_seed, one_vs_rest_seeds
 from .specs import check_average
 
 __all__ = ["GDRegressor", "GDClassifier"]
 
-class GDRegressor(RegressorMixin, _GDBase):
+class GDRegressor(_OneOutput, RegressorMixin, _GDBase):
     """Linear regression by gradient descent, with scikit-learn's ``SGDRegressor`` API.
 
     Parameters
@@ -133,15 +134,6 @@ class GDRegressor(RegressorMixin, _GDBase):
         self.batch_size = batch_size
         self.backend = backend
         self.device = device
-
-    def _n_outputs(self) -> int:
-        return 1
-
-    def _shuffle_seeds(self, separately: bool) -> list[int]:
-        return [regressor_seed(self.random_state)]
-
-    def _orders_apart(self) -> bool:
-        return False
 
     def _monitor(self, X_val, y_val, val_weight):
         """Minus the R² on the validation rows, scikit-learn's validation score."""

@@ -22,8 +22,7 @@ import numpy as np
 from sklearn.base import OutlierMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .estimator_base import _GDBase, _init_array
-from .sklearn_shuffle import regressor_seed
+from .estimator_base import _GDBase, _init_array, _OneOutput
 from .specs import OneClassHinge
 
 __all__ = ["GDOneClassSVM"]
@@ -33,7 +32,7 @@ __all__ = ["GDOneClassSVM"]
 _ONE_CLASS_RATES = ("constant", "optimal", "invscaling", "adaptive")
 
 
-class GDOneClassSVM(OutlierMixin, _GDBase):
+class GDOneClassSVM(_OneOutput, OutlierMixin, _GDBase):
     """Linear one-class SVM by gradient descent, with scikit-learn's ``SGDOneClassSVM`` API.
 
     Parameters
@@ -129,15 +128,6 @@ class GDOneClassSVM(OutlierMixin, _GDBase):
         if self.learning_rate not in _ONE_CLASS_RATES:
             raise ValueError(f"learning_rate must be one of {list(_ONE_CLASS_RATES)}, "
                              f"got {self.learning_rate!r}")  # fmt: skip
-
-    def _n_outputs(self) -> int:
-        return 1
-
-    def _shuffle_seeds(self, separately: bool) -> list[int]:
-        return [regressor_seed(self.random_state)]
-
-    def _orders_apart(self) -> bool:
-        return False
 
     # -------------------------------------------------------------------- training
 
