@@ -60,3 +60,33 @@ def test_incremental_on_a_local_cluster_equals_sequential_partial_fit(backend):
     assert rel_err(fitted.coef_, sequential.coef_) <= 1e-12
     assert rel_err(fitted.intercept_, sequential.intercept_) <= 1e-12
     assert (fitted.predict(X) == y).mean() > 0.9
+
+
+def test_incremental_on_sparse_blocks_equals_sequential_partial_fit():
+    """dask arrays whose blocks are scipy.sparse CSR matrices (text features, say): each
+    block reaches ``partial_fit`` sparse, and the model is that of sequential calls on
+    the same CSR blocks. The synchronous scheduler: the blocks' path, not the cluster's
+    (tested above)."""
+    import dask
+    import scipy.sparse as sp
+    from dask_ml.wrappers import Incremental
+
+    X, y = wine()
+    X[np.abs(X) < 0.5] = 0.0
+    Xs = sp.csr_matrix(X)
+    classes = np.unique(y)
+    params = dict(loss="log_loss", learning_rate="constant", eta0=0.02, shuffle=False,
+                  backend="numpy")
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(Xs, chunks=(BLOCK, X.shape[1]), asarray=False)
+        assert sp.issparse(Xd.blocks[0].compute())
+        model = Incremental(fastgd.GDClassifier(**params), shuffle_blocks=False)
+        model.fit(Xd, da.from_array(y, chunks=BLOCK), classes=classes)
+    sequential = fastgd.GDClassifier(**params)
+    for start in range(0, len(y), BLOCK):
+        sequential.partial_fit(Xs[start : start + BLOCK], y[start : start + BLOCK],
+                               classes=classes)
+    fitted = model.estimator_
+    assert fitted.t_ == sequential.t_ == len(y) + 1
+    assert rel_err(fitted.coef_, sequential.coef_) <= 1e-12
+    assert rel_err(fitted.intercept_, sequential.intercept_) <= 1e-12
