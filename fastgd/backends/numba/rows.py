@@ -1,7 +1,8 @@
 """Reading rows of X: prefetch hints for gathered rows, and a row's dot products.
 
 Rows gathered through a shuffled order are prefetched ``_PREFETCH_BYTES`` ahead (an
-``llvm.prefetch`` intrinsic, :func:`_prefetch`), which hides part of the memory latency of
+``llvm.prefetch`` intrinsic, :func:`_prefetch`; :func:`_prefetch_1d` for 1-D arrays such as
+a CSR matrix's index arrays), which hides part of the memory latency of
 random rows. :func:`_dots` computes a row's dot products with K parameter rows, four per
 pass over the row; :func:`_predict` and :func:`_add_row` are a sample's K predictions and
 its K gradient rows.
@@ -28,25 +29,30 @@ _PREFETCH_BYTES = 16384
 # ----------------------------------------------------------------- row gathering
 
 
+def _emit_prefetch(context, builder, signature, args):
+    """The code of a prefetch hint of the element ``args[0][args[1:]]``: read access,
+    locality 1 (into L2: see _PREFETCH_BYTES), data cache."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, list(args[1:]), wraparound=False)
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(1), i32(1)])
+    return context.get_dummy_value()
+
+
 @intrinsic
 def _prefetch(typingctx, arr, i, j):
     """Ask the CPU to start loading the cache line of ``arr[i, j]`` (a hint: no result)."""
+    return types.void(arr, types.intp, types.intp), _emit_prefetch
 
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False
-        )
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read access, locality 1 (into L2: see _PREFETCH_BYTES), data cache
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(1), i32(1)])
-        return context.get_dummy_value()
 
-    return types.void(arr, types.intp, types.intp), codegen
+@intrinsic
+def _prefetch_1d(typingctx, arr, i):
+    """Ask the CPU to start loading the cache line of ``arr[i]`` (a 1-D array; a hint)."""
+    return types.void(arr, types.intp), _emit_prefetch
 
 
 @njit(**_JIT)

@@ -50,12 +50,19 @@ def _truncate_l1(w, q, d: int, u: float) -> None:
     dense rows (every feature of a dense row is "in" it). The arithmetic is float64.
     """
     for j in range(d):
-        z = np.float64(w[j])
-        if z > 0.0:
-            w[j] = max(0.0, z - (u + q[j]))
-        elif z < 0.0:
-            w[j] = min(0.0, z + (u - q[j]))
-        q[j] += np.float64(w[j]) - z
+        _truncate_weight(w, q, j, u)
+
+
+@njit(inline="always", **_JIT)
+def _truncate_weight(w, q, j: int, u: float) -> None:
+    """scikit-learn's cumulative l1 truncation of the weight ``w[j]`` (see
+    :func:`_truncate_l1`), in place, float64 arithmetic."""
+    z = np.float64(w[j])
+    if z > 0.0:
+        w[j] = max(0.0, z - (u + q[j]))
+    elif z < 0.0:
+        w[j] = min(0.0, z + (u - q[j]))
+    q[j] += np.float64(w[j]) - z
 
 
 @njit(inline="always", **_JIT)

@@ -39,7 +39,7 @@ from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
 from .jit import _JIT
 from .losses import _row_loss_and_dloss
-from .sgd import _average_into
+from .sgd import _average_into, _truncate_weight
 from .sparse_sgd import _sparse_sgd_epochs, _sparse_sgd_epochs_matrix
 from .updates import _l1_norm, _learning_rate, _opt_args, _prox_l1, _update_kernel
 
@@ -292,13 +292,7 @@ def _truncate_row_l1(w, q, indices, lo, hi, u) -> None:
     """``sgd._truncate_l1``'s rule on the weights ``w[indices[lo:hi]]`` only (the features
     a sparse row stores: scikit-learn's sparse rule), in place, float64 arithmetic."""
     for pos in range(lo, hi):
-        j = indices[pos]
-        z = np.float64(w[j])
-        if z > 0.0:
-            w[j] = max(0.0, z - (u + q[j]))
-        elif z < 0.0:
-            w[j] = min(0.0, z + (u - q[j]))
-        q[j] += np.float64(w[j]) - z
+        _truncate_weight(w, q, indices[pos], u)
 
 
 @njit(**_JIT)

@@ -45,15 +45,12 @@ loops leave it.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from ...specs import SCHED_PA1, SCHED_PA2
 from .jit import _JIT
 from .losses import _loss_and_dloss, _row_loss_and_dloss
-from .rows import _prefetch
+from .rows import _prefetch, _prefetch_1d
 from .sgd_dense import _pa_size
 from .updates import _learning_rate
 
@@ -62,24 +59,6 @@ _MIN_SCALE = 1e-9
 #: Samples ahead whose entries of V are prefetched (the rows' indices: twice as far).
 #: Measured with ``bench/sparse_text.py --sweep`` (see the README's sparse section).
 _SPARSE_PREFETCH_ROWS = 4
-
-
-@intrinsic
-def _prefetch_1d(typingctx, arr, i):
-    """Ask the CPU to start loading the cache line of ``arr[i]`` (a 1-D array; a hint)."""
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(1), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(arr, types.intp), codegen
 
 
 @njit(**_JIT)
