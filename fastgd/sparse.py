@@ -295,3 +295,13 @@ def starting_norms(theta) -> np.ndarray:
     """
     W = np.asarray(theta, dtype=np.float64)[:-1]
     return np.stack([np.einsum("jk,jk->k", W, W), np.abs(W).sum(axis=0)])
+
+
+def kept_norms(norms, theta) -> np.ndarray:
+    """The running norms a sparse data bundle keeps between calls (see
+    :func:`starting_norms`), or the starting norms of ``theta`` when it keeps none (a
+    bundle built elsewhere than a backend's ``prepare``) or keeps them for another number
+    of outputs."""
+    if norms is None or norms.shape[1] != theta.shape[1]:
+        return starting_norms(theta)
+    return norms

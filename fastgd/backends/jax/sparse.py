@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ...sparse import CsrRows, csr_rows, starting_norms
+from ...sparse import CsrRows, csr_rows, kept_norms, starting_norms
 from ...specs import OPT_SGD, PA_SCHEDULES, SCHED_PA1, LoweredOptimizer
 from .batches import _join, _model_hyper, _model_static, _one_column, _split
 from .devices import _resolve_device
@@ -414,9 +414,7 @@ def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
     track = bool(model.sklearn_sparse_norms) and batch_size == 1 and n > 1 and (
         opt.code == OPT_SGD and opt.params[0] == 0.0 and opt.schedule_code not in PA_SCHEDULES
     )
-    norms = data.norms
-    if norms is None or norms.shape[1] != theta.shape[1]:
-        norms = starting_norms(theta)
+    norms = kept_norms(data.norms, theta)
     with _x64():
         theta, step, slots, losses, norms = _sparse_epochs(
             data, theta, jnp.asarray(step, dtype=jnp.int64), slots, placed_orders,

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ...sparse import CsrRows, csr_rows, starting_norms
+from ...sparse import CsrRows, csr_rows, kept_norms, starting_norms
 from ...specs import OPT_SGD, PA_SCHEDULES
 from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
@@ -390,9 +390,7 @@ def _check_supported(opt, per_sample: bool) -> None:
 def _norms_of(data: SparseData, theta) -> np.ndarray:
     """The data's running norms (:attr:`SparseData.norms`), or those of ``theta`` when the
     bundle has none (built elsewhere than :func:`prepare`)."""
-    if data.norms is None or data.norms.shape[1] != theta.shape[1]:
-        return starting_norms(theta)
-    return data.norms
+    return kept_norms(data.norms, theta)
 
 
 def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...sparse import is_sparse, starting_norms
+from ...sparse import is_sparse, kept_norms
 from ...specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
 from .batches import _batch_terms
 from .updates import (
@@ -139,7 +139,4 @@ def _tracked_norms(
         return None
     if opt.code != OPT_SGD or opt.params[0] != 0.0 or opt.schedule_code in PA_SCHEDULES:
         return None
-    norms = getattr(data, "norms", None)
-    if norms is None or norms.shape[1] != theta.shape[1]:
-        return starting_norms(theta)
-    return norms
+    return kept_norms(getattr(data, "norms", None), theta)
