@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._rows import map_row_ranges
+from .permutations import permutations
 from .sklearn_shuffle import SklearnShuffle
 from .sparse import check_sparse_X, is_sparse, reject_sparse
 from .specs import SIGNED_LABEL_LOSSES, Loss
@@ -298,9 +299,10 @@ def epoch_orders(
     Parameters
     ----------
     rng : numpy.random.Generator or SklearnShuffle
-        Source of the permutations: a Generator is advanced by ``n_epochs`` permutations
-        of ``0..n-1``; a :class:`~fastgd.sklearn_shuffle.SklearnShuffle` gives
-        scikit-learn SGD's next ``n_epochs`` orders (each epoch reshuffles the last one).
+        Source of the permutations: a Generator gives ``n_epochs`` raw 64-bit outputs,
+        each the seed of one epoch's Fisher–Yates shuffle (:mod:`fastgd.permutations`);
+        a :class:`~fastgd.sklearn_shuffle.SklearnShuffle` gives scikit-learn SGD's next
+        ``n_epochs`` orders (each epoch reshuffles the last one).
     n, n_epochs : int
         Samples and epochs.
     shuffle : bool
@@ -317,11 +319,7 @@ def epoch_orders(
         return np.broadcast_to(in_order, (n_epochs, n))
     if isinstance(rng, SklearnShuffle):
         return rng.epoch_orders(n, n_epochs)
-    orders = np.empty((n_epochs, n), dtype=np.int64)
-    for order in orders:  # rng.permutation(n), written in place: the same permutations
-        order[...] = in_order
-        rng.shuffle(order)
-    return orders
+    return permutations(rng, n, n_epochs)
 
 
 def make_regression(

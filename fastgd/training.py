@@ -227,7 +227,7 @@ def _epoch_in_chunks(
             total += float(loss) * (m / n)
             grad_sum = share if grad_sum is None else grad_sum + share
             continue
-        rows = (plan.rng.permutation(m) if plan.shuffle else np.arange(m))[None, :]
+        rows = epoch_orders(plan.rng, m, 1, plan.shuffle)
         theta, state, losses = kernels.run_epochs(
             data, theta, state, rows, min(placed.batch_size, m), plan.model, opt
         )

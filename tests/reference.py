@@ -549,15 +549,56 @@ def train(
     return theta, losses
 
 
-def shuffled_orders(seed: int, n: int, n_epochs: int, shuffle: bool) -> list[list[int]]:
-    """Epoch orders as the library draws them: one ``permutation(n)`` per epoch.
+_MASK64 = (1 << 64) - 1
 
-    The only numpy call of this module: the permutations are the documented source of
-    randomness (``numpy.random.default_rng(seed)``), not a piece of fastgd.
+
+def _splitmix64(state: int) -> tuple[int, int]:
+    """The next splitmix64 (state, output), in Python integers kept to 64 bits."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return state, z ^ (z >> 31)
+
+
+def _uniform_below(state: int, bound: int) -> tuple[int, int]:
+    """(state, j) with j uniform in [0, bound): Lemire's rule on the high 32 bits of the
+    next output, drawing again while the low product falls below (2^32 − bound) % bound."""
+    if bound > 1 << 32:
+        threshold = ((1 << 64) - bound) % bound
+        state, r = _splitmix64(state)
+        while r < threshold:
+            state, r = _splitmix64(state)
+        return state, r % bound
+    threshold = ((1 << 32) - bound) % bound
+    while True:
+        state, r = _splitmix64(state)
+        product = (r >> 32) * bound
+        if product & 0xFFFFFFFF >= threshold:
+            return state, product >> 32
+
+
+def fisher_yates(seed: int, n: int) -> list[int]:
+    """The permutation of 0..n-1 drawn from a 64-bit seed: for i = n−1 down to 1, swap
+    position i with a uniform position in [0, i]."""
+    order = list(range(n))
+    state = seed
+    for i in range(n - 1, 0, -1):
+        state, j = _uniform_below(state, i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def shuffled_orders(seed: int, n: int, n_epochs: int, shuffle: bool) -> list[list[int]]:
+    """Epoch orders as the library draws them: one Fisher–Yates shuffle per epoch, seeded by
+    the next raw 64-bit output of ``numpy.random.default_rng(seed)``'s bit generator.
+
+    The only numpy call of this module: the raw outputs are the documented source of
+    randomness, not a piece of fastgd.
     """
     import numpy as np
 
     if not shuffle:
         return [list(range(n)) for _ in range(n_epochs)]
-    rng = np.random.default_rng(seed)
-    return [rng.permutation(n).tolist() for _ in range(n_epochs)]
+    seeds = np.random.default_rng(seed).bit_generator.random_raw(n_epochs)
+    return [fisher_yates(int(s), n) for s in np.atleast_1d(seeds)]

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import reference as ref
 from helpers import BATCH_MODES, EPOCHS, OPTIMIZERS, SCHEDULES, problem, rel_err, theta_of
 
 import fastgd
@@ -137,9 +138,7 @@ def optax_fit(loss: str, name: str, optimizer, batch_size: int, epochs: int, see
         params = {"w": jnp.zeros(X.shape[1]), "b": jnp.zeros(())}
         state = tx.init(params)
         grad = jax.grad(objective)
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = rng.permutation(X.shape[0])
+        for order in ref.shuffled_orders(seed, X.shape[0], epochs, True):
             for k in range(0, X.shape[0], batch_size):
                 idx = order[k : k + batch_size]
                 g = grad(params, jnp.asarray(X[idx]), jnp.asarray(y[idx]))
