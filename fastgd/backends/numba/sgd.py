@@ -18,7 +18,15 @@ from numba import get_num_threads, njit, prange
 from .batches import _padded
 from .jit import _JIT
 from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss
-from .rows import _dots, _dots_range, _predict, _prefetch_distance, _prefetch_row, _transpose_into
+from .rows import (
+    _dots,
+    _dots_range,
+    _near_distance,
+    _predict,
+    _prefetch_ahead,
+    _prefetch_distance,
+    _transpose_into,
+)
 from .updates import _learning_rate
 
 #: Per-sample SGD folds its weight scale into the weights below this (scikit-learn: 1e-9).
@@ -28,13 +36,10 @@ _MIN_SCALE = 1e-9
 #: (larger chunks: fewer waits at the end of each; 8192 beat 2048 by about 15%).
 _SGD_PARALLEL_MIN_WORK = 1 << 20
 _SGD_CHUNK = 8192
-#: Per-sample SGD with one output and l2 (:func:`_sgd_epochs_l2`) prefetches the rows this
-#: many samples ahead along the epoch's order. Measured on 2 shared cores (``python
-#: bench/default_path.py --sweep``: hinge + l2 + optimal, 5 epochs, the kernel alone, median
-#: ms of 10 interleaved rounds), 500,000 x 100 float64 shuffled for 1, 2, 4, 8, 16, 32
-#: samples ahead and none: 347, 303, 278, 273, 282, 277, 364; in order: 100, 102, 119, 82,
-#: 80, 80, 88. 2,000,000 x 10 shuffled (latency-bound, hints barely matter): 711, 680,
-#: 658, 639, 667, 674, 625; 50,000 x 1000 shuffled: 188, 184, 195, 194, 195, 205, 220.
+#: Samples ahead of :func:`_sgd_epochs_l2`'s L2 hint (``python bench/default_path.py
+#: --sweep``, hinge + l2 + optimal, ms for 1, 2, 4, 8, 16, 32 ahead and none: 500,000 x 100
+#: shuffled 347, 303, 278, 273, 282, 277, 364; in order 100, 102, 119, 82, 80, 80, 88;
+#: 2,000,000 x 10 shuffled 711, 680, 658, 639, 667, 674, 625).
 _SGD_PREFETCH_ROWS = 8
 
 
@@ -125,11 +130,11 @@ def _sgd_epochs(
     u = np.float64(q[d])
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
+        near = _near_distance(X, order, ahead)
         total = 0.0
         for k in range(n):
             i = order[k]
-            if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
-                _prefetch_row(X, order[k + ahead])
+            _prefetch_ahead(X, order, k, ahead, near)  # in order too: it beats the CPU's own
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
@@ -185,10 +190,9 @@ def _sgd_epochs_plain(
     gradient, is written once at the end. A loop of its own, so that the compiled hot
     loop carries none of the other paths' code (measured 5% faster than as a branch).
 
-    Rows are prefetched ``ahead`` samples ahead along the epoch's order (the caller
-    passes ``_prefetch_distance(X)``, 20 rows of 100 float64: ``python
-    bench/shuffled_floor.py --sweep 4 8 12 20 32`` found no distance from 4 to 32 samples
-    measurably faster shuffled, 200,000 x 100 float64, on 2 shared cores)."""
+    Rows are prefetched ``ahead`` samples ahead into L2 (``_prefetch_distance(X)``: no
+    distance from 4 to 32 rows of 100 float64 measurably faster, ``python
+    bench/shuffled_floor.py --sweep``) and, shuffled, a few rows ahead into L1."""
     n, d = X.shape
     weighted = weight.shape[0] > 0
     trace = slots[0]
@@ -196,12 +200,12 @@ def _sgd_epochs_plain(
     last_dl = 0.0
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
+        near = _near_distance(X, order, ahead)
         total = 0.0
         p_next = np.nan  # x_next · w, computed by the previous step
         for k in range(n):
             i = order[k]
-            if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
-                _prefetch_row(X, order[k + ahead])
+            _prefetch_ahead(X, order, k, ahead, near)  # in order too: it beats the CPU's own
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
@@ -277,11 +281,11 @@ def _sgd_epochs_l2(
     n_epochs = epoch_losses.shape[0]
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
+        near = _near_distance(X, order, ahead)
         total = 0.0
         for k in range(n):
             i = order[k]
-            if k + ahead < n:
-                _prefetch_row(X, order[k + ahead])
+            _prefetch_ahead(X, order, k, ahead, near)
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
             dot = 0.0
@@ -495,14 +499,12 @@ def _group_sgd_steps(
     slopes[k, t]`` (both 0 where the margin is met); :func:`_sum_group_steps` adds them.
     """
     d = X.shape[1]
-    n = order.shape[0]
     ahead = _prefetch_distance(X)
     weighted = weight.shape[0] > 0
     for t in range(m):
         pos = start + t
         i = order[pos]
-        if pos + ahead < n:
-            _prefetch_row(X, order[pos + ahead])
+        _prefetch_ahead(X, order, pos, ahead, 0)  # no L1 hint: a chunk at a time
         _dots_range(X, i, v, lo, hi, dots)
         scale = scales[t]
         shrunk = scales[t + 1]  # read once, as the serial loop's (invariant) scale
@@ -641,12 +643,12 @@ def _sgd_epochs_matrix(
     n_epochs = epoch_losses.shape[0]
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
+        near = _near_distance(X, order, ahead)
         sq = _squared_norm(v, d)
         total = 0.0
         for k in range(n):
             i = order[k]
-            if k + ahead < n:
-                _prefetch_row(X, order[k + ahead])
+            _prefetch_ahead(X, order, k, ahead, near)
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
             if scaled and (e < n_epochs - 1 or k < n - 1):
