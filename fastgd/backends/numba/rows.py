@@ -26,9 +26,13 @@ from .jit import _JIT
 #: buffers; into L2, more loads are in flight at once.
 _PREFETCH_BYTES = 16384
 #: How far ahead (in bytes of X, at least one row) :func:`_prefetch_ahead` brings rows on
-#: into L1, after the L2 hint above: per-sample SGD over 200,000 x 100 float64 shuffled,
-#: a copy of the plain loop, one process, 9 rounds interleaved: 1.46x the read-only floor
-#: with the L2 hint alone, 1.20-1.32x with an L1 hint 3-6 rows (2.4-4.8 kB) ahead too.
+#: into L1, after the L2 hint above, in plain per-sample SGD (``sgd._sgd_epochs_plain``)
+#: over shuffled rows. 200,000 x 100 float64, a copy of that loop, one process, 9 rounds
+#: interleaved: 1.46x the read-only floor with the L2 hint alone, 1.20-1.32x with an L1
+#: hint 3-6 rows (2.4-4.8 kB) ahead too; ``bench/shuffled_floor.py`` in alternating
+#: processes, 1.87-1.97x -> 1.61-1.73x. Measured worse elsewhere, which keep the L2 hint
+#: alone: Adam batch 64 (1.64-1.91x -> 1.74-1.84x) and the l2 loop of scikit-learn's
+#: default path (``bench/default_path.py``, 500,000 x 100 shuffled: 287-315 -> 382-417 ms).
 _NEAR_BYTES = 4096
 
 

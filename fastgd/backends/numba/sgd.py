@@ -25,6 +25,7 @@ from .rows import (
     _predict,
     _prefetch_ahead,
     _prefetch_distance,
+    _prefetch_row,
     _transpose_into,
 )
 from .updates import _learning_rate
@@ -36,10 +37,8 @@ _MIN_SCALE = 1e-9
 #: (larger chunks: fewer waits at the end of each; 8192 beat 2048 by about 15%).
 _SGD_PARALLEL_MIN_WORK = 1 << 20
 _SGD_CHUNK = 8192
-#: Samples ahead of :func:`_sgd_epochs_l2`'s L2 hint (``python bench/default_path.py
-#: --sweep``, hinge + l2 + optimal, ms for 1, 2, 4, 8, 16, 32 ahead and none: 500,000 x 100
-#: shuffled 347, 303, 278, 273, 282, 277, 364; in order 100, 102, 119, 82, 80, 80, 88;
-#: 2,000,000 x 10 shuffled 711, 680, 658, 639, 667, 674, 625).
+#: Samples ahead of :func:`_sgd_epochs_l2`'s L2 hint (``bench/default_path.py --sweep``, ms
+#: 500,000 x 100 shuffled, 1-32 ahead, none: 347, 303, 278, 273, 282, 277, 364).
 _SGD_PREFETCH_ROWS = 8
 
 
@@ -130,11 +129,11 @@ def _sgd_epochs(
     u = np.float64(q[d])
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
-        near = _near_distance(X, order, ahead)
         total = 0.0
         for k in range(n):
             i = order[k]
-            _prefetch_ahead(X, order, k, ahead, near)  # in order too: it beats the CPU's own
+            if k + ahead < n:  # even in order: the hint beats the hardware's own prefetch
+                _prefetch_row(X, order[k + ahead])
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
@@ -190,9 +189,8 @@ def _sgd_epochs_plain(
     gradient, is written once at the end. A loop of its own, so that the compiled hot
     loop carries none of the other paths' code (measured 5% faster than as a branch).
 
-    Rows are prefetched ``ahead`` samples ahead into L2 (``_prefetch_distance(X)``: no
-    distance from 4 to 32 rows of 100 float64 measurably faster, ``python
-    bench/shuffled_floor.py --sweep``) and, shuffled, a few rows ahead into L1."""
+    Rows are prefetched ``ahead`` rows on into L2 (``_prefetch_distance(X)``; 4 to 32 rows
+    alike, ``bench/shuffled_floor.py --sweep``) and, shuffled, 4 kB on into L1."""
     n, d = X.shape
     weighted = weight.shape[0] > 0
     trace = slots[0]
@@ -205,7 +203,7 @@ def _sgd_epochs_plain(
         p_next = np.nan  # x_next · w, computed by the previous step
         for k in range(n):
             i = order[k]
-            _prefetch_ahead(X, order, k, ahead, near)  # in order too: it beats the CPU's own
+            _prefetch_ahead(X, order, k, ahead, near)  # in order too (L2): beats the CPU's own
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
@@ -281,11 +279,11 @@ def _sgd_epochs_l2(
     n_epochs = epoch_losses.shape[0]
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
-        near = _near_distance(X, order, ahead)
         total = 0.0
         for k in range(n):
             i = order[k]
-            _prefetch_ahead(X, order, k, ahead, near)
+            if k + ahead < n:
+                _prefetch_row(X, order[k + ahead])
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
             dot = 0.0
@@ -499,12 +497,14 @@ def _group_sgd_steps(
     slopes[k, t]`` (both 0 where the margin is met); :func:`_sum_group_steps` adds them.
     """
     d = X.shape[1]
+    n = order.shape[0]
     ahead = _prefetch_distance(X)
     weighted = weight.shape[0] > 0
     for t in range(m):
         pos = start + t
         i = order[pos]
-        _prefetch_ahead(X, order, pos, ahead, 0)  # no L1 hint: a chunk at a time
+        if pos + ahead < n:
+            _prefetch_row(X, order[pos + ahead])
         _dots_range(X, i, v, lo, hi, dots)
         scale = scales[t]
         shrunk = scales[t + 1]  # read once, as the serial loop's (invariant) scale
@@ -643,12 +643,12 @@ def _sgd_epochs_matrix(
     n_epochs = epoch_losses.shape[0]
     for e in range(n_epochs):
         order = orders[e % orders.shape[0]]
-        near = _near_distance(X, order, ahead)
         sq = _squared_norm(v, d)
         total = 0.0
         for k in range(n):
             i = order[k]
-            _prefetch_ahead(X, order, k, ahead, near)
+            if k + ahead < n:
+                _prefetch_row(X, order[k + ahead])
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
             if scaled and (e < n_epochs - 1 or k < n - 1):

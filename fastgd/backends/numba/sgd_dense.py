@@ -14,7 +14,7 @@ from numba import njit
 from ...specs import SCHED_PA1, SCHED_PA2
 from .jit import _JIT
 from .losses import _clip_dloss, _loss_and_dloss
-from .rows import _near_distance, _prefetch_ahead, _prefetch_distance
+from .rows import _prefetch_distance, _prefetch_row
 from .sgd import _average_into, _truncate_l1
 from .updates import _learning_rate
 
@@ -69,11 +69,11 @@ def _sgd_epochs_dense(
     coef = np.empty(K)
     for e in range(epoch_losses.shape[0]):
         order = orders[e % orders.shape[0]]
-        near = _near_distance(X, order, ahead)
         total = 0.0
         for r in range(n):
             i = order[r]
-            _prefetch_ahead(X, order, r, ahead, near)
+            if r + ahead < n:
+                _prefetch_row(X, order[r + ahead])
             x = X[i]
             step += 1
             lr = _learning_rate(schedule_code, schedule_params, step)
