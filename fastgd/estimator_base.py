@@ -451,7 +451,8 @@ def _start(theta0, state0, k: int | None, single: bool) -> dict:
 def _theta_of(result: FitResult) -> np.ndarray:
     """A fit's parameters as one (d + 1, K) matrix."""
     coef = result.coef.reshape(result.coef.shape[0], -1)
-    return np.vstack([coef, np.reshape(result.intercept, (1, -1))])
+    intercept = np.asarray(result.intercept, dtype=coef.dtype)  # one output: a float
+    return np.vstack([coef, intercept.reshape(1, -1)])
 
 
 def _stack_states(states: list) -> tuple[int, np.ndarray]:

@@ -240,3 +240,18 @@ def test_partial_fit_needs_classes_first_and_balanced_is_refused():
         fastgd.GDClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="not in classes_"):
         fastgd.GDClassifier().partial_fit(X, y, classes=[0, 1])
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_float32_x_gives_float32_parameters(classes, shuffle):
+    """Every path (one pass, or the classes trained apart when shuffled or with tol) keeps
+    X's float32 in coef_ and intercept_ (a one-output fit's intercept was a Python float
+    that promoted them to float64)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4)).astype(np.float32)
+    y = np.arange(60) % classes
+    clf = quietly(fastgd.GDClassifier(max_iter=3, shuffle=shuffle, random_state=0), X, y)
+    reg = quietly(fastgd.GDRegressor(max_iter=3, shuffle=shuffle, random_state=0), X, X[:, 0])
+    for model in (clf, reg):
+        assert model.coef_.dtype == np.float32 and model.intercept_.dtype == np.float32
