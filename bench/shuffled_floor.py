@@ -2,7 +2,9 @@
 
 Run from the repository root: ``python bench/shuffled_floor.py`` (``--rounds``,
 ``--epochs``, ``--n``, ``--d``; ``--sweep`` adds the per-sample kernel at several prefetch
-distances). The floor of any epoch over shuffled rows is a numba loop that does nothing
+distances; ``--processes N`` runs it in N processes one after the other and prints each
+one's shuffled ratios, which move between processes more than within one). The floor of
+any epoch over shuffled rows is a numba loop that does nothing
 but read X's rows in the epoch's order: a vectorised sum of each row, with every cache
 line of a row prefetched ``FLOOR_AHEAD`` samples ahead by the backend's own hint
 (:func:`fastgd.backends.numba.rows._prefetch_row`). Beside it, ``fastgd.fit(...,
@@ -253,6 +255,52 @@ def report(
           f"{best['floor shuffled'] / best['floor in order']:6.2f}")  # fmt: skip
 
 
+def shuffled_ratios(
+    times: dict[str, np.ndarray], kernel: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """fit / floor and run_epochs / floor over shuffled rows (ratios of medians)."""
+    floor = np.median(times["floor shuffled"])
+    out = {}
+    for what in TARGETS:
+        out[what] = float(np.median(times[f"{what} shuffled"]) / floor)
+        out[f"{what} run_epochs"] = float(np.median(kernel[f"{what} shuffled"]) / floor)
+    return out
+
+
+def across_processes(args: argparse.Namespace) -> None:
+    """Run this script ``args.processes`` times, one process after the other, and print
+    each process's shuffled ratios and their median, min and max: the ratios move between
+    processes (where X lands in memory) more than within one."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.processes):
+            path = os.path.join(tmp, f"{k}.json")
+            cmd = [sys.executable, __file__, "--rounds", str(args.rounds), "--epochs",
+                   str(args.epochs), "--n", str(args.n), "--d", str(args.d),
+                   "--ratios-json", path]  # fmt: skip
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            with open(path) as f:
+                runs.append(json.load(f))
+    print(f"# shuffled rows, fit / floor (ratio of medians, {args.rounds} rounds each), "
+          f"{args.processes} processes one after the other\n")  # fmt: skip
+    names = list(runs[0])
+    print(f"{'':32s}" + "".join(f"{'p' + str(k + 1):>7s}" for k in range(len(runs)))
+          + f"{'median':>8s}{'min':>6s}{'max':>6s}  target")  # fmt: skip
+    for name in names:
+        values = np.array([r[name] for r in runs])
+        target = TARGETS.get(name)
+        print(f"{name:32s}" + "".join(f"{v:7.2f}" for v in values)
+              + f"{np.median(values):8.2f}{values.min():6.2f}{values.max():6.2f}  "
+              + (f"<= {target}" if target else ""))  # fmt: skip
+    print(f"\nload average (1 min) at the end {os.getloadavg()[0]:.2f}, "
+          f"{os.cpu_count() or 1} cores")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -261,7 +309,14 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=100)
     parser.add_argument("--sweep", type=int, nargs="*", default=None,
                         help="prefetch distances (samples) of the per-sample kernel alone")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run the rounds in this many processes, one after the other, "
+                             "and print the shuffled ratios of each")  # fmt: skip
+    parser.add_argument("--ratios-json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.processes > 1:
+        across_processes(args)
+        return
     sweep = tuple(args.sweep) if args.sweep else ()
     load_before = os.getloadavg()
     times, kernel, cpu = interleaved(runners(args.n, args.d, args.epochs, sweep), args.rounds)
@@ -270,6 +325,11 @@ def main() -> None:
           f"{args.epochs} epochs per call, {args.rounds} rounds interleaved, "
           f"floor prefetch {FLOOR_AHEAD} samples ahead\n")  # fmt: skip
     report(times, kernel, cpu)
+    if args.ratios_json:
+        import json
+
+        with open(args.ratios_json, "w") as f:
+            json.dump(shuffled_ratios(times, kernel), f)
     cores = os.cpu_count() or 1
     load = max(load_before[0], load_after[0])
     print(f"\nload average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
