@@ -181,6 +181,42 @@ def test_passive_aggressive_rates_equal_sgdclassifier_on_csr(backend, rate):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
+@pytest.mark.parametrize("rate", ["pa1", "pa2"])
+def test_passive_aggressive_partial_fit_one_row_at_a_time_on_csr(backend, rate):
+    """Online pa on sparse rows, one row per partial_fit (a fit of one sample: pa is a
+    per-sample step, never a full batch), binary and one-vs-rest, equals scikit-learn."""
+    X, y = text_corpus()
+    spread = np.arange(0, X.shape[0], X.shape[0] // 40)[:40]  # rows of every class
+    X, y = X[spread], y[spread]
+    params = dict(learning_rate=rate, eta0=0.5, penalty=None, shuffle=False, random_state=0,
+                  tol=None, max_iter=1)  # fmt: skip
+    for labels in ((y == 1), y):
+        classes = np.unique(labels)
+        peer = SGDClassifier(**params)
+        ours = fastgd.GDClassifier(backend=backend, **params)
+        for i in range(X.shape[0]):
+            peer.partial_fit(X[i : i + 1], labels[i : i + 1], classes=classes)
+            ours.partial_fit(X[i : i + 1], labels[i : i + 1], classes=classes)
+        assert_same_model(ours, peer)
+
+
+@pytest.mark.parametrize("backend", ["numba", "jax"])
+def test_passive_aggressive_on_one_sparse_sample_equals_dense(backend):
+    """fit of a single CSR row with pa1, K = 1 and K = 3, three epochs: numpy's dense fit."""
+    X, y = text_corpus()
+    row = X[3:4]
+    for targets in (np.array([1.0]), np.array([[1.0, 0.0, 0.0]])):
+        kw = dict(loss="hinge", lr=fastgd.PassiveAggressive(0.5, "pa1"), batch_size=1,
+                  epochs=3, seed=0, intercept_decay=0.01, relative_weights=False)  # fmt: skip
+        ours = fastgd.fit(row, targets, backend=backend, **kw)
+        dense = fastgd.fit(row.toarray(), targets, backend="numpy", **kw)
+        np.testing.assert_allclose(ours.coef, dense.coef, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.intercept, dense.intercept, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.loss_history, dense.loss_history, rtol=1e-12)
+        assert np.any(ours.coef != 0.0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "jax"])
 def test_one_class_svm_equals_sgdoneclasssvm_on_csr(backend):
     """Default tol (the objective with nu·b), shuffled; averaging; a constant rate."""
     from sklearn.linear_model import SGDOneClassSVM

@@ -21,7 +21,7 @@ The loop over a chunk of epochs (:func:`_sparse_epochs`) mirrors the dense progr
 (scikit-learn's truncation of the weights the row stores for batches of one sample, its
 sparse rule; a proximal step otherwise), averaging, the intercepts' gradient (with the
 one-class SVM's slope) multiplied by ``intercept_decay``, passive-aggressive steps on one
-row at a time (the row made dense, O(d); NotImplementedError for a fit of one sample).
+row at a time (the row made dense, O(d); one sample too: a pa fit is never a full batch).
 With ``sklearn_sparse_norms`` per-sample plain SGD reports scikit-learn's objective (its
 running norms, carried in the program and kept in :class:`SparseData` between calls).
 """
@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 
 from ...sparse import CsrRows, csr_rows, kept_norms, starting_norms
-from ...specs import OPT_SGD, PA_SCHEDULES, SCHED_PA1, LoweredOptimizer
+from ...specs import OPT_SGD, PA_SCHEDULES, SCHED_PA1
 from .batches import _join, _model_hyper, _model_static, _one_column, _split
 from .devices import _resolve_device
 from .epochs import _average_step
@@ -160,15 +160,6 @@ def _take(pair, k: int, pos: jax.Array) -> jax.Array:
     if k == 0:
         return tail[pos]
     return jnp.where(pos < k, head[jnp.minimum(pos, k - 1)], tail[jnp.maximum(pos - k, 0)])
-
-
-def _check_supported(opt: LoweredOptimizer, in_batches: bool) -> None:
-    """Raise NotImplementedError for what the sparse programs do not carry: a
-    passive-aggressive step on a full batch (a single sample)."""
-    if opt.schedule_code in PA_SCHEDULES and not in_batches:
-        raise NotImplementedError(
-            "passive-aggressive steps on a sparse X of one sample: use backend='numpy'"
-        )
 
 
 # ------------------------------------------------------------------ a batch's gradient
@@ -320,12 +311,13 @@ def _sparse_pa_step(params, data, rows, model_hyper, static, opt_hyper, pa1, dec
     return (W, b), report
 
 
-@partial(jax.jit, static_argnames=("static", "opt", "batch_size", "track"))
+@partial(jax.jit, static_argnames=("static", "opt", "batch_size", "track", "full"))
 def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_hyper, decay,
-                   norms, *, static, opt, batch_size, track):  # fmt: skip
+                   norms, *, static, opt, batch_size, track, full):  # fmt: skip
     """``n_epochs`` (traced) epochs on sparse rows; see :func:`run_epochs`. ``track``:
     scikit-learn's objective on sparse rows (per-sample plain SGD), its running norms
-    ``norms`` (2, K) carried and returned."""
+    ``norms`` (2, K) carried and returned. ``full``: one full-batch step per epoch (else
+    batches of ``batch_size`` rows in the epoch's order)."""
     n = data.Y.shape[0]
     one = _one_column(theta, static)  # one column: vectors, as the dense programs
     data = data.with_targets(data.Y[:, 0] if one else data.Y)
@@ -373,7 +365,7 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
     def epoch(e, carry):
         params, step, slots, u, norms, losses = carry
         inner = (params, step, slots, (jnp.zeros((), jnp.float64), u, norms))
-        if batch_size >= n:
+        if full:
             inner, epoch_loss = train_on(inner, None, None, n)
         else:
             order = orders[e]
@@ -402,11 +394,11 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
 def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
     """:func:`fastgd.backends.jax.run_epochs` on a :class:`SparseData`."""
     n_epochs, n = orders.shape
-    _check_supported(opt, min(int(batch_size), n) < n)
     step, slots = state
     batch_size = min(int(batch_size), n)
+    full = batch_size >= n and opt.schedule_code not in PA_SCHEDULES  # pa: row by row
     padded = 1 << (n_epochs - 1).bit_length()
-    if batch_size >= n:
+    if full:
         placed_orders = np.zeros((padded, 0), dtype=np.int32)
     else:
         placed_orders = np.zeros((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
@@ -421,7 +413,7 @@ def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
             np.int64(n_epochs), _model_hyper(model), _opt_hyper(opt),
             np.float64(model.intercept_decay), np.asarray(norms, dtype=np.float64),
             static=_model_static(model), opt=_opt_static(opt), batch_size=batch_size,
-            track=track,
+            track=track, full=full,
         )  # fmt: skip
         epoch_losses = np.asarray(losses, dtype=np.float64)[:n_epochs]
         if track:

@@ -383,7 +383,7 @@ def _check_supported(opt, per_sample: bool) -> None:
     if not per_sample and opt.schedule_code in PA_SCHEDULES:
         raise NotImplementedError(
             "passive-aggressive steps (pa1/pa2) on a sparse X are supported by the numba "
-            "backend in its per-sample loop only (batch_size=1, more than one sample)"
+            "backend in its per-sample loop only (batch_size=1)"
         )
 
 
@@ -402,8 +402,10 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
     epoch_losses = np.empty(orders.shape[0], dtype=np.float64)
     weight = np.empty(0, rows.dtype) if data.weight is None else data.weight
     code, params, schedule_code, schedule_params = _opt_args(opt)
+    pa = opt.schedule_code in PA_SCHEDULES  # a pa step is per sample, also on one sample
     per_sample = (
-        batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (n > 1 or model.l1 != 0.0)
+        batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (n > 1 or model.l1 != 0.0
+                                                                      or pa)
     )
     _check_supported(opt, per_sample)
     csr = (rows.indptr, rows.indices, rows.values, data.Y, weight, theta, slots, int(step))
