@@ -288,17 +288,22 @@ def across_processes(args: argparse.Namespace) -> None:
                 runs.append(json.load(f))
     print(f"# shuffled rows, fit / floor (ratio of medians, {args.rounds} rounds each), "
           f"{args.processes} processes one after the other\n")  # fmt: skip
-    names = list(runs[0])
-    print(f"{'':32s}" + "".join(f"{'p' + str(k + 1):>7s}" for k in range(len(runs)))
-          + f"{'median':>8s}{'min':>6s}{'max':>6s}  target")  # fmt: skip
-    for name in names:
-        values = np.array([r[name] for r in runs])
-        target = TARGETS.get(name)
-        print(f"{name:32s}" + "".join(f"{v:7.2f}" for v in values)
-              + f"{np.median(values):8.2f}{values.min():6.2f}{values.max():6.2f}  "
-              + (f"<= {target}" if target else ""))  # fmt: skip
+    print_process_table(runs)
     print(f"\nload average (1 min) at the end {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count() or 1} cores")  # fmt: skip
+
+
+def print_process_table(runs: list[dict[str, float]]) -> None:
+    """One row per ratio: its value in each process, then their median, min and max."""
+    names = list(runs[0])
+    print(f"{'':32s}" + "".join(f" {'p' + str(k + 1):>6s}" for k in range(len(runs)))
+          + f" {'median':>7s} {'min':>5s} {'max':>5s}  target")  # fmt: skip
+    for name in names:  # a space before every figure: columns stay apart at any size
+        values = np.array([r[name] for r in runs])
+        target = TARGETS.get(name)
+        print(f"{name:32s}" + "".join(f" {v:6.2f}" for v in values)
+              + f" {np.median(values):7.2f} {values.min():5.2f} {values.max():5.2f}  "
+              + (f"<= {target}" if target else ""))  # fmt: skip
 
 
 def main() -> None:
