@@ -336,7 +336,7 @@ def _sparse_epochs(data, theta, step, slots, orders, n_epochs, model_hyper, opt_
         elif not pa:
             report, grad = _batch_loss_grad(params, data, rows, valid, m, model_hyper, static,
                                             decay, rule is None)  # fmt: skip
-        if pa:  # batches of one sample, more than one sample (checked on the host)
+        if pa:  # batches of one sample (the plan refuses others), never a full batch
             params, report = _sparse_pa_step(params, data, rows, model_hyper, static, opt_hyper,
                                              opt.schedule_code == SCHED_PA1, decay)  # fmt: skip
             step, (s0, s1) = step + 1, slots[:2]

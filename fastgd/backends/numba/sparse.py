@@ -387,12 +387,6 @@ def _check_supported(opt, per_sample: bool) -> None:
         )
 
 
-def _norms_of(data: SparseData, theta) -> np.ndarray:
-    """The data's running norms (:attr:`SparseData.norms`), or those of ``theta`` when the
-    bundle has none (built elsewhere than :func:`prepare`)."""
-    return kept_norms(data.norms, theta)
-
-
 def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model, opt):
     """:func:`fastgd.backends.numba.run_epochs` on a :class:`SparseData`: plain per-sample
     SGD in :mod:`.sparse_sgd`'s loop, every other case in :func:`_csr_run_epochs`."""
@@ -402,10 +396,10 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
     epoch_losses = np.empty(orders.shape[0], dtype=np.float64)
     weight = np.empty(0, rows.dtype) if data.weight is None else data.weight
     code, params, schedule_code, schedule_params = _opt_args(opt)
-    pa = opt.schedule_code in PA_SCHEDULES  # a pa step is per sample, also on one sample
-    per_sample = (
-        batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (n > 1 or model.l1 != 0.0
-                                                                      or pa)
+    # n = 1 is a full batch, but not with l1 or pa: their steps are per-sample rules
+    one_row_rule = model.l1 != 0.0 or opt.schedule_code in PA_SCHEDULES
+    per_sample = batch_size == 1 and code == OPT_SGD and params[0] == 0.0 and (
+        n > 1 or one_row_rule
     )
     _check_supported(opt, per_sample)
     csr = (rows.indptr, rows.indices, rows.values, data.Y, weight, theta, slots, int(step))
@@ -421,7 +415,8 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         step = kernel(
             *csr[:5], V, *csr[6:], _kernel_orders(orders, False), *model_numbers, schedule_code,
             schedule_params, epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
-            bool(model.sklearn_sparse_norms), _norms_of(data, theta), float(model.intercept_slope),
+            bool(model.sklearn_sparse_norms), kept_norms(data.norms, theta),
+            float(model.intercept_slope),
         )  # fmt: skip
         if V is not theta:
             theta[...] = V

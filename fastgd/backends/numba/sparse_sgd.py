@@ -53,7 +53,7 @@ from numba import njit
 
 from ...specs import SCHED_PA1, SCHED_PA2
 from .jit import _JIT
-from .losses import _loss_and_dloss, _row_loss_and_dloss
+from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss
 from .rows import _is_identity, _prefetch, _prefetch_1d
 from .sgd_dense import _pa_size
 from .updates import _learning_rate
@@ -138,7 +138,7 @@ def _pa_steps(p, Y, i, loss_code, loss_param, max_dloss, xx, pa1, C, s, steps) -
     total = 0.0
     for k in range(p.shape[0]):
         loss, g = _loss_and_dloss(p[k], np.float64(Y[i, k]), loss_code, loss_param)
-        g = min(max(g, -max_dloss), max_dloss)
+        g = _clip_dloss(g, max_dloss)
         total += loss
         tau = _pa_size(loss, xx, pa1, C) if loss > 0.0 else 0.0
         steps[k] = -tau * np.sign(g) * s
