@@ -32,9 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer
+
 __all__ = [
     "CsrRows", "is_sparse", "check_sparse_X", "reject_sparse", "csr_arrays", "csr_rows",
-    "starting_norms",
+    "starting_norms", "kept_norms", "keeps_running_norms",
 ]
 
 #: Stored values checked per slice when proving them finite (bounds the temporaries).
@@ -297,6 +299,19 @@ def starting_norms(theta) -> np.ndarray:
     if not W.any():  # a fresh fit: one read, no temporary (2^20 x 20: 50 ms -> 10 ms)
         return np.zeros((2, W.shape[1]))
     return np.stack([np.einsum("jk,jk->k", W, W), np.abs(W).sum(axis=0)])
+
+
+def keeps_running_norms(model: LoweredModel, opt: LoweredOptimizer, batch_size: int) -> bool:
+    """Whether an epoch over sparse rows keeps scikit-learn's running norms (see
+    :func:`starting_norms`) for its objective: with ``sklearn_sparse_norms``, in per-sample
+    plain SGD (no momentum, no passive-aggressive step), the steps scikit-learn's sparse
+    loop takes. The numpy and jax backends ask it; numba's per-sample kernel takes
+    ``sklearn_sparse_norms`` itself and leaves them out of a passive-aggressive step's
+    objective, as here."""
+    plain_sgd = opt.code == OPT_SGD and opt.params[0] == 0.0
+    return bool(model.sklearn_sparse_norms) and batch_size == 1 and plain_sgd and (
+        opt.schedule_code not in PA_SCHEDULES
+    )
 
 
 def kept_norms(norms, theta) -> np.ndarray:

@@ -123,10 +123,12 @@ def test_one_entry_per_loss_family_and_loop():
     vector_codes = set(LOSS_CODES) - {LOSS_MULTINOMIAL}  # a softmax needs K >= 2
     assert set(nb._LOSS_GRAD_MATRIX) == set(LOSS_CODES)
     assert set(nb._LOSS_GRAD) == vector_codes
-    assert set(nb._RUN_EPOCHS) == {(m, s) for m in (False, True) for s in (False, True)}
-    for per_sample in (False, True):
-        assert set(nb._RUN_EPOCHS[True, per_sample]) == set(LOSS_CODES)
-        assert set(nb._RUN_EPOCHS[False, per_sample]) == vector_codes
+    vector_loops = {"batches", "samples", "dense"}
+    assert set(nb._RUN_EPOCHS) == {(False, loop) for loop in vector_loops} | {
+        (True, loop) for loop in vector_loops | {"grouped"}
+    }
+    for (matrix, _loop), entries in nb._RUN_EPOCHS.items():
+        assert set(entries) == (set(LOSS_CODES) if matrix else vector_codes)
     theta = np.zeros((4, 1))
     assert nb._is_vector(0, theta) and not nb._is_vector(LOSS_MULTINOMIAL, theta)
     assert not nb._is_vector(0, np.zeros((4, 3)))
@@ -144,8 +146,8 @@ def test_one_specialization_per_loss_dtype_and_family_whatever_the_rest():
     code = Squared.code
     fastgd.fit(X, y, optimizer="sgd", batch_size=1, epochs=2, backend="numba")
     fastgd.fit(X, Y, optimizer="sgd", batch_size=1, epochs=2, backend="numba")
-    compiled = set(nb._RUN_EPOCHS[False, True][code].signatures)
-    compiled_matrix = set(nb._RUN_EPOCHS[True, True][code].signatures)
+    compiled = set(nb._RUN_EPOCHS[False, "samples"][code].signatures)
+    compiled_matrix = set(nb._RUN_EPOCHS[True, "samples"][code].signatures)
     # one float64 version with writable X (other tests of the session may have compiled
     # float32 or read-only-X versions too: count this test's kind only)
     assert len(float64_writable(compiled)) == len(float64_writable(compiled_matrix)) == 1
@@ -159,29 +161,43 @@ def test_one_specialization_per_loss_dtype_and_family_whatever_the_rest():
         for target in (y, Y):
             fastgd.fit(X, target, optimizer=optimizer, batch_size=batch, epochs=2,
                        penalty=penalty, sample_weight=sample_weight, backend="numba")
-    assert set(nb._RUN_EPOCHS[False, True][code].signatures) == compiled
-    assert set(nb._RUN_EPOCHS[True, True][code].signatures) == compiled_matrix
+    assert set(nb._RUN_EPOCHS[False, "samples"][code].signatures) == compiled
+    assert set(nb._RUN_EPOCHS[True, "samples"][code].signatures) == compiled_matrix
 
 
-@pytest.mark.parametrize("per_sample", [False, True])
-def test_a_fit_runs_only_the_loop_it_needs(monkeypatch, per_sample):
-    """Per-sample SGD and batches are separate compiled loops: a fit compiles (calls)
-    only its own, so a first full-batch fit does not wait for the per-sample one."""
+def _fits_of_loop(loop: str) -> list[dict]:
+    """Arguments of fits that run ``loop`` (see ``epochs._training_loop``)."""
     X, y, _ = fastgd.make_regression(40, 3)
-    code = Squared.code
-    for matrix in (False, True):
-        entries = dict(nb._RUN_EPOCHS[matrix, not per_sample])
+    labels = (y > 0).astype(float)
+    two = np.stack([y, -y], axis=1)
+    pa = fastgd.SGD(lr=fastgd.PassiveAggressive(0.3, "pa1"))
+    return {
+        "batches": [dict(X=X, y=t, batch_size=b) for b in (None, 8) for t in (y, two)],
+        "samples": [dict(X=X, y=t, batch_size=1) for t in (y, two)],
+        "dense": [dict(X=X, y=t, batch_size=1, loss="hinge", optimizer=pa)
+                  for t in (labels, np.stack([labels, 1 - labels], axis=1))],
+        "grouped": [dict(X=X, y=np.eye(10)[np.arange(40) % 10], batch_size=1, loss="hinge")],
+    }[loop]
 
-        def refuse(*args, _matrix=matrix):
-            raise AssertionError(f"the other loop ran (matrix={_matrix})")
 
-        entries[code] = refuse
-        monkeypatch.setitem(nb._RUN_EPOCHS, (matrix, not per_sample), entries)
-    batch_sizes = [1] if per_sample else [None, 8]
-    for batch_size in batch_sizes:
-        for target in (y, np.stack([y, -y], axis=1)):
-            result = fastgd.fit(X, target, batch_size=batch_size, epochs=2, backend="numba")
-            assert np.all(np.isfinite(result.coef))
+@pytest.mark.parametrize("loop", ["batches", "samples", "dense", "grouped"])
+def test_a_fit_runs_only_the_loop_it_needs(monkeypatch, loop):
+    """Each training loop is its own compiled entry: a fit compiles (calls) only the one
+    it runs, so a first fit does not wait for the others' compilation."""
+    if loop == "grouped":
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            pytest.skip("one thread only: the groups never run")
+        monkeypatch.setattr(nb_sgd, "_SGD_PARALLEL_MIN_WORK", 0)
+    for key, entries in nb._RUN_EPOCHS.items():
+        if key[1] != loop:
+
+            def refuse(*args, _key=key):
+                raise AssertionError(f"the loop {_key} ran")
+
+            monkeypatch.setitem(nb._RUN_EPOCHS, key, dict.fromkeys(entries, refuse))
+    for args in _fits_of_loop(loop):
+        result = fastgd.fit(**args, epochs=2, backend="numba")
+        assert np.all(np.isfinite(result.coef))
 
 
 # ---------------------------------------------------------------- non-finite values

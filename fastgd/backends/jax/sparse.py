@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ...sparse import CsrRows, csr_rows, kept_norms, starting_norms
-from ...specs import OPT_SGD, PA_SCHEDULES, SCHED_PA1
+from ...sparse import CsrRows, csr_rows, keeps_running_norms, kept_norms, starting_norms
+from ...specs import PA_SCHEDULES, SCHED_PA1
 from .batches import _join, _model_hyper, _model_static, _one_column, _split
 from .devices import _resolve_device
 from .epochs import _average_step
@@ -403,9 +403,9 @@ def _run_sparse_epochs(data, theta, state, orders, batch_size, model, opt):
     else:
         placed_orders = np.zeros((padded, n), dtype=np.int32 if n < 2**31 else np.int64)
         placed_orders[:n_epochs] = orders
-    track = bool(model.sklearn_sparse_norms) and batch_size == 1 and n > 1 and (
-        opt.code == OPT_SGD and opt.params[0] == 0.0 and opt.schedule_code not in PA_SCHEDULES
-    )
+    # One row runs as the full batch program (``full``), whose exact norms of that one
+    # step are what scikit-learn's running ones come to from the same weights.
+    track = n > 1 and keeps_running_norms(model, opt, batch_size)
     norms = kept_norms(data.norms, theta)
     with _x64():
         theta, step, slots, losses, norms = _sparse_epochs(

@@ -112,6 +112,7 @@ from .epochs import (
     _is_vector,
     _kernel_orders,
     _model_args,
+    _training_loop,
     _weight_arg,
 )
 from .jit import FASTMATH as FASTMATH
@@ -363,15 +364,18 @@ def run_epochs(
     per_sample = batch_size == 1 and opt.code == OPT_SGD and (
         n > 1 or model.l1 != 0.0 or opt.schedule_code in PA_SCHEDULES
     )
+    groups = _sgd_groups(X, theta)
     rest = (
         int(step), _kernel_orders(orders, batch_size >= n and not per_sample),
         int(batch_size), *model_numbers, *_opt_args(opt), epoch_losses, _parallel_min_work(),
-        _sgd_groups(X, theta), int(opt.average),
+        groups, int(opt.average),
     )
-    if _is_vector(loss_code, theta):
-        step = _RUN_EPOCHS[False, per_sample][loss_code](
+    matrix = not _is_vector(loss_code, theta)
+    loop = _training_loop(per_sample, matrix, model, opt, groups, theta.shape[1])
+    if matrix:
+        step = _RUN_EPOCHS[True, loop][loss_code](X, Y, weight, theta, slots, *rest)
+    else:
+        step = _RUN_EPOCHS[False, loop][loss_code](
             X, _flat(Y), weight, _flat(theta), np.reshape(slots, (3, -1), copy=False), *rest
         )
-    else:
-        step = _RUN_EPOCHS[True, per_sample][loss_code](X, Y, weight, theta, slots, *rest)
     return theta, (int(step), slots), epoch_losses

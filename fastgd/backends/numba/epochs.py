@@ -2,8 +2,9 @@
 
 Each loss code gets its own entry points (:func:`_for_each_loss`: the code is a
 compile-time constant): ``_LOSS_GRAD`` and ``_LOSS_GRAD_MATRIX``, the batch gradient over
-all rows of X (:func:`_loss_grad_kernel`), and ``_RUN_EPOCHS[matrix, per_sample]``, the
-training loop of a chunk of epochs (:func:`_run_epochs_kernel`). :func:`_model_args`,
+all rows of X (:func:`_loss_grad_kernel`), and ``_RUN_EPOCHS[matrix, loop]``, the
+training loop of a chunk of epochs (:func:`_run_epochs_kernel`; ``loop`` from
+:func:`_training_loop`). :func:`_model_args`,
 :func:`_is_vector`, :func:`_flat`, :func:`_weight_arg` and :func:`_kernel_orders` turn the
 backend's arguments into what the entry points take.
 """
@@ -13,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...specs import LOSS_CODES, LOSS_MULTINOMIAL, OPT_SGD, SCHED_PA1, SCHED_PA2, LoweredModel
+from ...specs import (
+    LOSS_CODES,
+    LOSS_MULTINOMIAL,
+    OPT_SGD,
+    SCHED_PA1,
+    SCHED_PA2,
+    LoweredModel,
+    LoweredOptimizer,
+)
 from .batches import _batch_loss_grad, _batch_loss_grad_matrix, _new_scratch, _new_scratch_matrix
 from .jit import _JIT
 from .rows import _is_identity
@@ -124,11 +133,42 @@ def _weight_arg(weight: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
 # ------------------------------------------------------------------- training loop
 
 
-def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
+#: The training loops, one compiled entry each (a fit compiles only the one it runs; all
+#: in one entry, a K-output per-sample fit compiled 15.6 s, this way 5.4 s): batches of
+#: rows (any optimizer); per sample, scikit-learn's SGD (``sgd._sgd_epochs`` and
+#: ``_sgd_epochs_matrix``), its dense steps (passive-aggressive, the intercept slope:
+#: ``sgd_dense._sgd_epochs_dense``) and, with K outputs, groups of outputs in parallel
+#: (``sgd._sgd_epochs_grouped``). :func:`_training_loop` picks one.
+LOOP_BATCHES, LOOP_SAMPLES, LOOP_DENSE, LOOP_GROUPED = "batches", "samples", "dense", "grouped"
+_VECTOR_LOOPS = (LOOP_BATCHES, LOOP_SAMPLES, LOOP_DENSE)
+_MATRIX_LOOPS = (*_VECTOR_LOOPS, LOOP_GROUPED)
+
+
+def _training_loop(
+    per_sample: bool, matrix: bool, model: LoweredModel, opt: LoweredOptimizer, groups: int,
+    n_outputs: int,
+) -> str:
+    """The loop a call of ``run_epochs`` runs (see ``_RUN_EPOCHS``).
+
+    ``per_sample``: plain SGD one sample at a time (else batches); ``groups``: at most
+    how many output groups may run in parallel (``sgd._sgd_groups``). The groups run
+    when the step is scaled (no momentum, l1 or averaging), the loss is not the softmax
+    and the K outputs cut into more than one group (:func:`.sgd._output_groups`)."""
+    if not per_sample:
+        return LOOP_BATCHES
+    if opt.schedule_code in (SCHED_PA1, SCHED_PA2) or model.intercept_slope != 0.0:
+        return LOOP_DENSE
+    scaled = opt.params[0] == 0.0 and model.l1 == 0.0 and opt.average == 0
+    if matrix and groups > 1 and scaled and model.loss_code != LOSS_MULTINOMIAL:
+        if _output_groups(n_outputs, groups).shape[0] > 2:
+            return LOOP_GROUPED
+    return LOOP_SAMPLES
+
+
+def _run_epochs_kernel(loss_code: int, matrix: bool, loop: str):
     """The compiled training loop for one loss code (see :func:`_for_each_loss`), one
-    kernel family (K outputs when ``matrix``, else one) and one kind of update: plain SGD
-    one sample at a time when ``per_sample``, else batches (the flags are compile-time
-    constants: a fit compiles only the loop it runs).
+    kernel family (K outputs when ``matrix``, else one) and one ``loop`` (see
+    ``LOOP_BATCHES``; the flags are compile-time constants).
 
     The kernel runs every batch of ``epoch_losses.shape[0]`` epochs and returns the final
     step count. Epoch e walks ``orders[e % len(orders)]`` (an order 0, 1, 2, … reads X's
@@ -136,9 +176,9 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     ``theta`` (d + 1,) and ``slots`` (3, d + 1); matrix calls (n, T), (d + 1, K) and
     (3, d + 1, K).
 
-    Per sample, a passive-aggressive schedule or an intercept slope (the one-class SVM's)
-    runs :func:`.sgd_dense._sgd_epochs_dense` (one output as a (d + 1, 1) view); the
-    batch objectives add the slope's term (:func:`_intercept_slope`).
+    The dense loop takes one output as a (d + 1, 1) view; the batch objectives add the
+    intercept slope's term (:func:`_intercept_slope`). The groups are cut by
+    :func:`.sgd._output_groups` into at most ``sgd_groups``.
 
     ``average`` > 0 keeps the running average of the parameters in ``slots[2]`` after
     each update t >= ``average`` (:func:`_average_into`; per sample, in ``sgd``'s loops).
@@ -148,6 +188,9 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     update (:func:`_prox_l1`). The adaptive optimizers keep its subgradient in the
     gradient (see ``fastgd.backends.numpy.updates._l1_rule``).
     """
+    samples = loop == LOOP_SAMPLES
+    dense = loop == LOOP_DENSE
+    grouped = loop == LOOP_GROUPED
 
     @njit(**_JIT)
     def run_epochs_kernel(
@@ -156,39 +199,34 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
         epoch_losses, parallel_min_work, sgd_groups, average,
     ):
         n, d = X.shape
-        if per_sample:
-            if schedule_code == SCHED_PA1 or schedule_code == SCHED_PA2 or slope != 0.0:
-                if matrix:
-                    return _sgd_epochs_dense(
-                        X, Y, weight, theta, slots, step, orders, loss_code, loss_param,
-                        max_dloss, l2, l1, fit_intercept, slope, params, schedule_code,
-                        schedule_params, epoch_losses, average,
-                    )
-                return _sgd_epochs_dense(
-                    X, Y.reshape((n, 1)), weight, theta.reshape((d + 1, 1)), slots.reshape(
-                        (3, d + 1, 1)), step, orders, loss_code, loss_param, max_dloss, l2, l1,
-                    fit_intercept, slope, params, schedule_code, schedule_params, epoch_losses,
-                    average,
-                )
-            if matrix:
-                scaled = params[0] == 0.0 and l1 == 0.0 and average == 0
-                if sgd_groups > 1 and scaled and loss_code != LOSS_MULTINOMIAL:
-                    bounds = _output_groups(theta.shape[1], sgd_groups)
-                    if bounds.shape[0] > 2:
-                        return _sgd_epochs_grouped(
-                            X, Y, weight, theta, slots, step, orders, loss_code, loss_param,
-                            max_dloss, l2, fit_intercept, params, schedule_code,
-                            schedule_params, epoch_losses, bounds,
-                        )
-                return _sgd_epochs_matrix(
-                    X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
-                    l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
-                    average,
-                )
-            return _sgd_epochs(
+        if dense and matrix:
+            return _sgd_epochs_dense(
                 X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss,
-                l2, l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                l2, l1, fit_intercept, slope, params, schedule_code, schedule_params,
+                epoch_losses, average,
+            )
+        if dense:
+            return _sgd_epochs_dense(
+                X, Y.reshape((n, 1)), weight, theta.reshape((d + 1, 1)), slots.reshape(
+                    (3, d + 1, 1)), step, orders, loss_code, loss_param, max_dloss, l2, l1,
+                fit_intercept, slope, params, schedule_code, schedule_params, epoch_losses,
                 average,
+            )
+        if grouped:
+            return _sgd_epochs_grouped(
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
+                fit_intercept, params, schedule_code, schedule_params, epoch_losses,
+                _output_groups(theta.shape[1], sgd_groups),
+            )
+        if samples and matrix:
+            return _sgd_epochs_matrix(
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
+                l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses, average,
+            )
+        if samples:
+            return _sgd_epochs(
+                X, Y, weight, theta, slots, step, orders, loss_code, loss_param, max_dloss, l2,
+                l1, fit_intercept, params, schedule_code, schedule_params, epoch_losses, average,
             )
         grad = np.empty_like(theta)
         size = theta.size
@@ -246,14 +284,14 @@ def _run_epochs_kernel(loss_code: int, matrix: bool, per_sample: bool):
     return run_epochs_kernel
 
 
-#: The training loops, by (matrix, per_sample) and then loss code.
+#: The training loops, by (matrix, loop) and then loss code.
 _RUN_EPOCHS = {
-    (matrix, per_sample): _for_each_loss(
-        lambda code, m=matrix, s=per_sample: _run_epochs_kernel(code, m, s),
+    (matrix, loop): _for_each_loss(
+        lambda code, m=matrix, lp=loop: _run_epochs_kernel(code, m, lp),
         LOSS_CODES if matrix else _VECTOR_LOSS_CODES,
     )
     for matrix in (False, True)
-    for per_sample in (False, True)
+    for loop in (_MATRIX_LOOPS if matrix else _VECTOR_LOOPS)
 }
 
 

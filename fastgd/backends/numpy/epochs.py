@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...sparse import is_sparse, kept_norms
-from ...specs import OPT_SGD, PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
+from ...sparse import is_sparse, keeps_running_norms, kept_norms
+from ...specs import PA_SCHEDULES, LoweredModel, LoweredOptimizer, learning_rate
 from .batches import _batch_terms
 from .updates import (
     L1_PROXIMAL,
@@ -134,9 +134,7 @@ def _tracked_norms(
     data: Data, theta: np.ndarray, batch_size: int, model: LoweredModel, opt: LoweredOptimizer
 ) -> np.ndarray | None:
     """The running scikit-learn norms this call keeps (``data.norms``, updated in place),
-    or None: only per-sample plain SGD on a sparse X with ``sklearn_sparse_norms``."""
-    if not (model.sklearn_sparse_norms and is_sparse(data.X) and batch_size == 1):
-        return None
-    if opt.code != OPT_SGD or opt.params[0] != 0.0 or opt.schedule_code in PA_SCHEDULES:
+    or None: a sparse X and :func:`fastgd.sparse.keeps_running_norms`."""
+    if not (is_sparse(data.X) and keeps_running_norms(model, opt, batch_size)):
         return None
     return kept_norms(getattr(data, "norms", None), theta)
