@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 from numba import njit
+from targets import print_process_table, run_processes
 
 import fastgd
 from fastgd.backends import get_backend
@@ -45,6 +46,7 @@ from fastgd.specs import SGD, Adam
 FLOOR_AHEAD = 8
 #: The issue's targets: fit / floor of the same order, medians.
 TARGETS = {"per-sample SGD": 1.6, "Adam batch 64": 1.5}
+PROCESS_TARGETS = {name: f"<= {target}" for name, target in TARGETS.items()}
 
 Runner = Callable[[], object]
 
@@ -271,39 +273,14 @@ def across_processes(args: argparse.Namespace) -> None:
     """Run this script ``args.processes`` times, one process after the other, and print
     each process's shuffled ratios and their median, min and max: the ratios move between
     processes (where X lands in memory) more than within one."""
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in range(args.processes):
-            path = os.path.join(tmp, f"{k}.json")
-            cmd = [sys.executable, __file__, "--rounds", str(args.rounds), "--epochs",
-                   str(args.epochs), "--n", str(args.n), "--d", str(args.d),
-                   "--ratios-json", path]  # fmt: skip
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
-            with open(path) as f:
-                runs.append(json.load(f))
+    child = ["--rounds", str(args.rounds), "--epochs", str(args.epochs), "--n", str(args.n),
+             "--d", str(args.d)]  # fmt: skip
+    runs = run_processes(__file__, child, args.processes)
     print(f"# shuffled rows, fit / floor (ratio of medians, {args.rounds} rounds each), "
           f"{args.processes} processes one after the other\n")  # fmt: skip
-    print_process_table(runs)
+    print_process_table(runs, PROCESS_TARGETS)
     print(f"\nload average (1 min) at the end {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count() or 1} cores")  # fmt: skip
-
-
-def print_process_table(runs: list[dict[str, float]]) -> None:
-    """One row per ratio: its value in each process, then their median, min and max."""
-    names = list(runs[0])
-    print(f"{'':32s}" + "".join(f" {'p' + str(k + 1):>6s}" for k in range(len(runs)))
-          + f" {'median':>7s} {'min':>5s} {'max':>5s}  target")  # fmt: skip
-    for name in names:  # a space before every figure: columns stay apart at any size
-        values = np.array([r[name] for r in runs])
-        target = TARGETS.get(name)
-        print(f"{name:32s}" + "".join(f" {v:6.2f}" for v in values)
-              + f" {np.median(values):7.2f} {values.min():5.2f} {values.max():5.2f}  "
-              + (f"<= {target}" if target else ""))  # fmt: skip
 
 
 def main() -> None:

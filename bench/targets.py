@@ -113,6 +113,38 @@ def report(title: str, times: dict[str, np.ndarray]) -> dict[str, float]:
     return medians
 
 
+def print_process_table(runs: list[dict[str, float]], targets: dict[str, str]) -> None:
+    """One row per ratio of ``runs`` (one dict per process): its value in each process,
+    then their median, min and max, and its target from ``targets`` (e.g. ``"<= 1.6"``)."""
+    names = list(runs[0])
+    print(f"{'':32s}" + "".join(f" {'p' + str(k + 1):>6s}" for k in range(len(runs)))
+          + f" {'median':>7s} {'min':>5s} {'max':>5s}  target")  # fmt: skip
+    for name in names:  # a space before every figure: columns stay apart at any size
+        values = np.array([r[name] for r in runs])
+        print(f"{name:32s}" + "".join(f" {v:6.2f}" for v in values)
+              + f" {np.median(values):7.2f} {values.min():5.2f} {values.max():5.2f}  "
+              + targets.get(name, ""))  # fmt: skip
+
+
+def run_processes(script: str, args: list[str], processes: int) -> list[dict[str, float]]:
+    """Run ``script`` with ``args`` in ``processes`` processes, one after the other, each
+    writing its ratios to the JSON file named by ``--ratios-json``; return them in order
+    (a ratio moves between processes, with where the data lands in memory, more than
+    within one)."""
+    import json
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(processes):
+            path = os.path.join(tmp, f"{k}.json")
+            cmd = [sys.executable, script, *args, "--ratios-json", path]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            with open(path) as f:
+                runs.append(json.load(f))
+    return runs
+
+
 def ratio(what: str, value: float, target: str) -> None:
     print(f"- {what}: {value:.2f} (target {target})")
 
