@@ -16,7 +16,10 @@ Sections:
 2. 20 classes one-vs-rest, in order, 2 epochs: fastgd numba, one pass over the 20
    outputs, against ``SGDClassifier(n_jobs=1)``;
 3. numpy and jax (and numba) on the binary problem: one epoch of mini-batch SGD (batch
-   1024) and one full-batch step, the update being dense (O(d) per update).
+   1024) and one full-batch step, the update being dense (O(d) per update);
+4. ``online``: ``GDClassifier(backend="numba").partial_fit`` against
+   ``SGDClassifier.partial_fit``, 20 calls of 1,000 rows each (out-of-core learning on
+   hashed features, where the per-call O(d) work counts).
 
 Every runner is called once before the rounds (compilation stays out) and checked
 against scikit-learn's coefficients (1e-8 relative) or, for section 3, against the
@@ -180,6 +183,39 @@ def twenty_classes(X, rounds: int, epochs: int = 2) -> dict[str, float]:
     }
 
 
+def online(X, y, rounds: int, rows: int = 20_000, chunk: int = 1_000) -> None:
+    """Out-of-core learning as scikit-learn's users run it: ``partial_fit`` on chunks of
+    ``chunk`` rows (hashed features: d = 2^20), the first ``rows`` rows of X; binary hinge,
+    the estimators' defaults. The per-call O(d) work (the weights' copies, norms and
+    checks) weighs here, not the rows."""
+    from sklearn.linear_model import SGDClassifier
+
+    from fastgd import GDClassifier
+
+    chunks = [(X[s : s + chunk], y[s : s + chunk]) for s in range(0, rows, chunk)]
+    classes = np.array([0, 1])
+
+    def runner(make):
+        def run():
+            est = make()
+            for Xc, yc in chunks:
+                est.partial_fit(Xc, yc, classes=classes)
+            return est.coef_.T, est.intercept_
+
+        return run
+
+    peer = runner(lambda: SGDClassifier(random_state=SEED))
+    runners = {"SGDClassifier partial_fit": peer,
+               "GDClassifier numba partial_fit": runner(
+                   lambda: GDClassifier(backend="numba", random_state=SEED))}  # fmt: skip
+    title = (f"partial_fit, {len(chunks)} calls of {chunk:,} rows (d = {X.shape[1]:,}): ms for "
+             f"all calls, {rounds} rounds")  # fmt: skip
+    m = timed(runners, {"GDClassifier numba partial_fit": peer()}, rounds, title)
+    value = m["SGDClassifier partial_fit"] / m["GDClassifier numba partial_fit"]
+    print(f"- SGDClassifier / GDClassifier numba, partial_fit: {value:.2f} "
+          f"({m['GDClassifier numba partial_fit'] / len(chunks) * 1e3:.2f} ms a call)")  # fmt: skip
+
+
 def batches(X, y, rounds: int) -> None:
     runners, expected = {}, {}
     for batch, tag in ((1024, "mini-batch 1024, 1 epoch"), (None, "full batch, 1 step")):
@@ -232,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--sections", default="binary,classes,batches",
-                        help="comma-separated: binary, classes, batches, sweep")
+                        help="comma-separated: binary, classes, online, batches, sweep")
     parser.add_argument("--rows", type=int, default=N)
     parser.add_argument("--processes", type=int, default=1,
                         help="run the binary and classes sections in this many processes, "
@@ -257,6 +293,8 @@ def main() -> None:
     if args.ratios_json:
         with open(args.ratios_json, "w") as f:
             json.dump(ratios, f)
+    if "online" in sections:
+        online(X, y, args.rounds)
     if "batches" in sections:
         batches(X, y, max(2, args.rounds // 2))
     if "sweep" in sections:

@@ -16,6 +16,7 @@ from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .api import fit
+from .plan import OwnedState
 from .result import FitResult
 from .sklearn_shuffle import SklearnShuffle, regressor_seed
 from .specs import (
@@ -255,10 +256,12 @@ class _GDBase(BaseEstimator):
         """The state ``partial_fit`` goes on from: scikit-learn starts its cumulative l1
         record (u and q, kept in the SGD optimizer's second slot) afresh at every call."""
         step, slots = self._state
-        if not isinstance(resolve_optimizer(self.optimizer), SGD):
-            return step, slots
-        slots = np.array(slots, copy=True)
-        slots[1] = 0.0
+        if not isinstance(resolve_optimizer(self.optimizer), SGD) or self.penalty in (None, "l2"):
+            return step, slots  # no l1 term: the record stays 0
+        if not (isinstance(slots, np.ndarray) and slots.flags.writeable):
+            slots = np.array(slots, copy=True)
+        slots[1] = 0.0  # the estimator's own state, replaced by this call's (no copy: with
+        # 2^20 features a copy of the three slots cost 2.4 ms of a 12 ms partial_fit)
         return step, slots
 
     @staticmethod
@@ -444,7 +447,7 @@ def _start(theta0, state0, k: int | None, single: bool) -> dict:
         kwargs["intercept_init"] = float(part[-1, 0]) if single else part[-1]
     if state0 is not None:
         step, slots = state0
-        kwargs["optimizer_state"] = (step, slots if k is None else slots[:, :, k : k + 1])
+        kwargs["optimizer_state"] = OwnedState(step, slots if k is None else slots[:, :, k : k + 1])
     return kwargs
 
 

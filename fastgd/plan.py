@@ -14,6 +14,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -418,11 +419,23 @@ def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+class OwnedState(NamedTuple):
+    """An optimizer state handed over to :func:`fastgd.fit`, which trains on its slots in
+    place instead of on a copy: the estimators' own state between ``partial_fit`` calls,
+    which nothing else holds (with 2^20 features and one output, the copy of its three
+    slots took 2 ms of a 9 ms call). A plain ``(step, slots)`` pair is always copied."""
+
+    step: int
+    slots: np.ndarray
+
+
 def _check_state(optimizer_state: object, theta: np.ndarray) -> tuple[int, np.ndarray]:
-    """A resumable ``(step, slots)`` for parameters like ``theta``: a private copy."""
+    """A resumable ``(step, slots)`` for parameters like ``theta``: a private copy (the
+    slots themselves when an :class:`OwnedState`'s are C-contiguous and of theta's dtype)."""
+    convert = np.ascontiguousarray if isinstance(optimizer_state, OwnedState) else np.array
     try:
         step, slots = optimizer_state
-        slots = np.array(slots, dtype=theta.dtype)
+        slots = convert(slots, dtype=theta.dtype)
     except (TypeError, ValueError):
         raise TypeError(
             f"optimizer_state must be a (step, slots) pair from a FitResult, got "

@@ -250,3 +250,26 @@ def test_the_tol_rule_watches_the_monitor_instead_of_the_loss(backend):
     assert free.n_epochs > 4  # the loss itself kept improving
     with pytest.raises(TypeError, match="monitor must be callable"):
         fastgd.fit(X, y, monitor=1.0)
+
+
+def test_a_resumed_state_is_copied_unless_handed_over(backend):
+    # fit trains on a copy of a (step, slots) pair, leaving the caller's slots as they
+    # were; an OwnedState (the estimators' own state between partial_fit calls) is
+    # trained on in place where the backend updates in place (numba), with the same result
+    from fastgd.plan import OwnedState
+
+    X, y, _ = fastgd.make_regression(64, 5, seed=3)
+    args = dict(optimizer="adam", batch_size=8, epochs=2, shuffle=False, backend=backend)
+    first = fastgd.fit(X, y, **args)
+    step, slots = first.optimizer_state
+    slots = np.array(slots)
+    resume = dict(coef_init=first.coef, intercept_init=first.intercept)
+    kept = slots.copy()
+    copied = fastgd.fit(X, y, optimizer_state=(step, kept), **resume, **args)
+    np.testing.assert_array_equal(kept, slots)
+    handed = fastgd.fit(X, y, optimizer_state=OwnedState(step, kept), **resume, **args)
+    np.testing.assert_array_equal(theta_of(handed), theta_of(copied))
+    np.testing.assert_array_equal(np.asarray(handed.optimizer_state[1]),
+                                  np.asarray(copied.optimizer_state[1]))  # fmt: skip
+    if backend == "numba":
+        assert not np.array_equal(kept, slots)  # trained in place

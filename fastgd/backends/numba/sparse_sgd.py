@@ -239,7 +239,9 @@ def _sgd_kernel(vector: bool):
         for e in range(n_epochs):
             order = orders[e % orders.shape[0]]
             scattered = not _is_identity(order)  # in order, the CPU streams the CSR arrays
-            sq, ab = _norms(V, d)
+            # V's exact norms for the objective's penalty, unless scikit-learn's running
+            # ones stand in for them (a pass over the d·K weights that they spare)
+            sq, ab = (0.0, 0.0) if sk_norms else _norms(V, d)
             total = 0.0
             for t in range(n):
                 i = order[t]
@@ -311,7 +313,7 @@ def _sgd_kernel(vector: bool):
                     c_avg /= scale
                     for k in range(K):
                         dots[k] *= scale
-                    sq, ab = _norms(V, d)
+                    sq, ab = (0.0, 0.0) if sk_norms else _norms(V, d)
                     scale = 1.0
                 averaged = averaging and step >= average
                 moved = False
