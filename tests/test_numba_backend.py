@@ -533,3 +533,17 @@ def test_prepare_bundles_contiguous_host_arrays():
     assert data.weight.dtype == X.dtype
     with pytest.raises(ValueError, match="device"):
         nb.prepare(X, Y, theta, "gpu")
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_the_weights_norms_in_one_pass_equal_numpys(K):
+    from fastgd.backends.numba.sparse import _weight_norms
+    from fastgd.sparse import starting_norms
+
+    V = np.random.default_rng(K).standard_normal((1001, K))
+    V[-1] = 100.0  # the intercepts' row is left out
+    out = np.full((2, K), np.nan)
+    _weight_norms(V, out)
+    np.testing.assert_allclose(out, starting_norms(V), rtol=1e-13)
+    _weight_norms(np.zeros((5, K)), out)
+    np.testing.assert_array_equal(out, 0.0)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ...sparse import CsrRows, csr_rows, kept_norms, starting_norms
+from ...sparse import CsrRows, csr_rows
 from ...specs import OPT_SGD, PA_SCHEDULES
 from . import sparse_sgd
 from .epochs import _is_vector, _kernel_orders
@@ -68,8 +68,8 @@ class SparseData(NamedTuple):
         Per-sample weights in X's dtype; None means all ones.
     norms : ndarray of float64, shape (2, K)
         scikit-learn's running ``‖w‖²`` and ``‖w‖₁`` of each output (``sklearn_sparse_norms``):
-        those of the starting weights at :func:`prepare`, then kept by the per-sample loop
-        across the calls of one fit.
+        NaN at :func:`prepare`, those of the weights when a per-sample loop first needs
+        them (:func:`_running_norms`), then kept by the loop across the calls of one fit.
     """
 
     X: CsrRows
@@ -84,8 +84,44 @@ def _prepare_sparse(X, Y, theta, sample_weight) -> tuple[SparseData, np.ndarray]
     weight = None
     if sample_weight is not None:
         weight = np.ascontiguousarray(sample_weight, dtype=rows.dtype)
-    data = SparseData(rows, np.ascontiguousarray(Y), weight, starting_norms(theta))
+    norms = np.full((2, theta.shape[1]), np.nan)  # computed when first needed
+    data = SparseData(rows, np.ascontiguousarray(Y), weight, norms)
     return data, np.ascontiguousarray(theta)
+
+
+def _running_norms(data: SparseData, V: np.ndarray, wanted: bool) -> np.ndarray:
+    """The (2, K) norms the per-sample loop reads and keeps (``SparseData.norms``): when
+    ``wanted`` (``sklearn_sparse_norms``) and not known yet, those of the weights ``V``
+    (d + 1, K) float64 (:func:`_weight_norms`), the start of scikit-learn's running ones."""
+    norms = data.norms
+    if norms is None or norms.shape != (2, V.shape[1]):
+        norms = np.full((2, V.shape[1]), np.nan)
+    if wanted and np.isnan(norms).any():
+        _weight_norms(V, norms)
+    return norms
+
+
+@njit(**_JIT)
+def _weight_norms(V, out):
+    """``out[0, k] = Σ_j V[j, k]²`` and ``out[1, k] = Σ_j |V[j, k]|`` over the d weights
+    (not the intercepts' row), in one pass (numpy's three took 1.0 ms at 2^20 x 1 and
+    58 ms at 2^20 x 20, this 0.1 and 5.5 ms, the weights in cache)."""
+    d = V.shape[0] - 1
+    K = V.shape[1]
+    if K == 1:  # two scalar sums
+        sq = 0.0
+        ab = 0.0
+        for j in range(d):
+            sq += V[j, 0] * V[j, 0]
+            ab += abs(V[j, 0])
+        out[0, 0] = sq
+        out[1, 0] = ab
+        return
+    out[:] = 0.0
+    for j in range(d):
+        for k in range(K):
+            out[0, k] += V[j, k] * V[j, k]
+            out[1, k] += abs(V[j, k])
 
 
 # ---------------------------------------------------------------- the batch gradient
@@ -415,7 +451,8 @@ def _run_sparse_epochs(data: SparseData, theta, state, orders, batch_size, model
         step = kernel(
             *csr[:5], V, *csr[6:], _kernel_orders(orders, False), *model_numbers, schedule_code,
             schedule_params, epoch_losses, int(opt.average), sparse_sgd._SPARSE_PREFETCH_ROWS,
-            bool(model.sklearn_sparse_norms), kept_norms(data.norms, theta),
+            bool(model.sklearn_sparse_norms),
+            _running_norms(data, V, bool(model.sklearn_sparse_norms)),
             float(model.intercept_slope),
         )  # fmt: skip
         if V is not theta:
