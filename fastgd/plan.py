@@ -413,10 +413,19 @@ def initial_theta(
 def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     """A finite real array of ``shape``, or a ``ValueError`` naming ``name``."""
     arr = np.asarray(value)
-    if arr.shape != shape or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
+    if arr.shape != shape or arr.dtype.kind not in "biuf" or not _all_finite(arr):
         what = "a finite real number" if shape == () else f"finite reals of shape {shape}"
         raise ValueError(f"{name} must be {what}, got {value!r} of shape {arr.shape}")
     return arr
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of a real array is finite: a finite sum proves it in one pass
+    without a temporary (the full test only when the sum is not, e.g. when it overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum(dtype=np.float64)):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 class OwnedState(NamedTuple):

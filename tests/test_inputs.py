@@ -289,3 +289,14 @@ def test_predict_checks_its_input():
         result.predict(with_value(X, (0, 0), np.nan))
     with pytest.raises(ValueError, match="logistic"):
         result.predict_proba(X)
+
+
+def test_starting_values_whose_sum_overflows_are_finite_and_accepted():
+    # the finiteness test of coef_init sums first: a sum that overflows is no proof of a
+    # bad entry, and the entry-by-entry test then decides
+    from fastgd.plan import _check_init
+
+    huge = np.array([1e308, 1e308, -np.finfo(np.float64).max])
+    np.testing.assert_array_equal(_check_init("coef_init", huge, (3,)), huge)
+    with pytest.raises(ValueError, match="coef_init"):
+        _check_init("coef_init", np.array([1e308, np.inf, 0.0]), (3,))
