@@ -432,7 +432,9 @@ class OwnedState(NamedTuple):
     """An optimizer state handed over to :func:`fastgd.fit`, which trains on its slots in
     place instead of on a copy: the estimators' own state between ``partial_fit`` calls,
     which nothing else holds (with 2^20 features and one output, the copy of its three
-    slots took 2 ms of a 9 ms call). A plain ``(step, slots)`` pair is always copied."""
+    slots took 2 ms of a 9 ms call); a fit that raises (``DivergenceError``) leaves them
+    part-trained, as scikit-learn's in-place training leaves its arrays. A plain
+    ``(step, slots)`` pair is always copied."""
 
     step: int
     slots: np.ndarray
