@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .auto import check_backend_name, resolve_backend
-from .data import check_int, check_sample_weight, check_targets, check_X
+from .data import all_finite, check_int, check_sample_weight, check_targets, check_X
 from .sklearn_shuffle import SklearnShuffle
 from .sparse import is_sparse
 from .specs import (
@@ -413,19 +413,10 @@ def initial_theta(
 def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     """A finite real array of ``shape``, or a ``ValueError`` naming ``name``."""
     arr = np.asarray(value)
-    if arr.shape != shape or arr.dtype.kind not in "biuf" or not _all_finite(arr):
+    if arr.shape != shape or arr.dtype.kind not in "biuf" or not all_finite(arr):
         what = "a finite real number" if shape == () else f"finite reals of shape {shape}"
         raise ValueError(f"{name} must be {what}, got {value!r} of shape {arr.shape}")
     return arr
-
-
-def _all_finite(arr: np.ndarray) -> bool:
-    """Whether every entry of a real array is finite: a finite sum proves it in one pass
-    without a temporary (the full test only when the sum is not, e.g. when it overflows)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum(dtype=np.float64)):
-            return True
-    return bool(np.isfinite(arr).all())
 
 
 class OwnedState(NamedTuple):

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import epoch_orders
+from .data import all_finite, epoch_orders
 from .placement import Placed
 from .plan import Plan
 from .result import DivergenceError, public_params
@@ -170,7 +170,7 @@ def _extend_history(history: list[float], losses: object, theta: object, first_l
     """
     losses = np.asarray(losses, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size or not np.isfinite(np.asarray(theta)).all():
+    if bad.size or not all_finite(np.asarray(theta)):
         first_bad = int(bad[0]) if bad.size else losses.shape[0] - 1
         history.extend(losses[:first_bad].tolist())
         raise DivergenceError(len(history) + 1, first_lr, np.array(history))
