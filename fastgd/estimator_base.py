@@ -441,6 +441,8 @@ def _start(theta0, state0, k: int | None, single: bool) -> dict:
     """``fit``'s ``coef_init``/``intercept_init``/``optimizer_state`` for resuming all outputs
     (``k`` None) or output ``k`` alone; ``single``: a 1-D target (coef (d,), a float)."""
     kwargs = {}
+    if theta0 is not None and state0 is not None and k is None:  # partial_fit, one pass
+        return {"optimizer_state": OwnedState(state0[0], state0[1], theta0)}
     if theta0 is not None:
         part = theta0 if k is None else theta0[:, k : k + 1]
         kwargs["coef_init"] = part[:-1, 0] if single else part[:-1]

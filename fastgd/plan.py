@@ -221,10 +221,16 @@ def make_plan(
     if batch_size is not None:  # several processes: checked against all their rows later
         batch_size = check_int("batch_size", batch_size, 1, X.shape[0] if processes == 1 else None)
     check_passive_aggressive(optimizer, loss, batch_size)
-    theta = initial_theta(
-        coef_init, intercept_init, X.shape[1], n_outputs, single_output, X.dtype,
-        bool(fit_intercept),
-    )
+    owned = optimizer_state.theta if isinstance(optimizer_state, OwnedState) else None
+    if owned is not None and (coef_init is not None or intercept_init is not None):
+        raise ValueError("an OwnedState with parameters replaces coef_init and intercept_init")
+    if owned is not None:
+        theta = _owned_theta(owned, X.shape[1], n_outputs, X.dtype)
+    else:
+        theta = initial_theta(
+            coef_init, intercept_init, X.shape[1], n_outputs, single_output, X.dtype,
+            bool(fit_intercept),
+        )
     model = lower_model(loss, l2, l1, bool(fit_intercept), max_dloss=max_dloss)
     model = model._replace(intercept_decay=_check_intercept_decay(intercept_decay))
     if not isinstance(sklearn_sparse_norms, bool | np.bool_):
@@ -420,24 +426,44 @@ def _check_init(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class OwnedState(NamedTuple):
-    """An optimizer state handed over to :func:`fastgd.fit`, which trains on its slots in
-    place instead of on a copy: the estimators' own state between ``partial_fit`` calls,
-    which nothing else holds (with 2^20 features and one output, the copy of its three
-    slots took 2 ms of a 9 ms call); a fit that raises (``DivergenceError``) leaves them
-    part-trained, as scikit-learn's in-place training leaves its arrays. A plain
-    ``(step, slots)`` pair is always copied."""
+    """A training state handed over to :func:`fastgd.fit`, which trains on it in place
+    instead of on copies: the estimators' own parameters and optimizer state between
+    ``partial_fit`` calls, which nothing else holds (with 2^20 features and one output,
+    copying them took 3 ms of a 12 ms call). A fit that raises (``DivergenceError``)
+    leaves them part-trained, as scikit-learn's in-place training leaves its arrays. A
+    plain ``(step, slots)`` pair and ``coef_init``/``intercept_init`` are always copied.
+
+    Attributes
+    ----------
+    step : int
+    slots : ndarray, shape (3, d + 1, K)
+        As a :class:`~fastgd.FitResult`'s ``optimizer_state``.
+    theta : ndarray of shape (d + 1, K), or None
+        The parameters to start from (the weights, then the intercepts' row), in place of
+        ``coef_init`` and ``intercept_init``.
+    """
 
     step: int
     slots: np.ndarray
+    theta: np.ndarray | None = None
+
+
+def _owned_theta(owned: np.ndarray, d: int, n_outputs: int, dtype: np.dtype) -> np.ndarray:
+    """An :class:`OwnedState`'s parameters as the fit's theta: the array itself when it is
+    C-contiguous in X's dtype, else a converted copy."""
+    if owned.shape != (d + 1, n_outputs):
+        raise ValueError(f"the handed-over parameters have shape {owned.shape}, the fit's "
+                         f"{(d + 1, n_outputs)}")  # fmt: skip
+    return np.ascontiguousarray(owned, dtype=dtype)
 
 
 def _check_state(optimizer_state: object, theta: np.ndarray) -> tuple[int, np.ndarray]:
     """A resumable ``(step, slots)`` for parameters like ``theta``: a private copy (the
     slots themselves when an :class:`OwnedState`'s are C-contiguous and of theta's dtype)."""
-    convert = np.ascontiguousarray if isinstance(optimizer_state, OwnedState) else np.array
+    owned = isinstance(optimizer_state, OwnedState)
     try:
-        step, slots = optimizer_state
-        slots = convert(slots, dtype=theta.dtype)
+        step, slots = optimizer_state[:2] if owned else optimizer_state
+        slots = (np.ascontiguousarray if owned else np.array)(slots, dtype=theta.dtype)
     except (TypeError, ValueError):
         raise TypeError(
             f"optimizer_state must be a (step, slots) pair from a FitResult, got "

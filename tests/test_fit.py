@@ -273,3 +273,11 @@ def test_a_resumed_state_is_copied_unless_handed_over(backend):
                                   np.asarray(copied.optimizer_state[1]))  # fmt: skip
     if backend == "numba":
         assert not np.array_equal(kept, slots)  # trained in place
+    # the parameters handed over too, in place of coef_init and intercept_init
+    theta = np.append(first.coef, first.intercept).reshape(-1, 1)
+    whole = fastgd.fit(X, y, optimizer_state=OwnedState(step, slots.copy(), theta), **args)
+    np.testing.assert_array_equal(theta_of(whole), theta_of(copied))
+    if backend == "numba":
+        np.testing.assert_array_equal(theta.ravel(), theta_of(whole))  # trained in place
+    with pytest.raises(ValueError, match="replaces coef_init"):
+        fastgd.fit(X, y, optimizer_state=OwnedState(step, slots, theta), **resume, **args)
