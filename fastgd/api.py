@@ -134,7 +134,9 @@ def fit(
         ``relative_weights=False``.
     optimizer_state : (int, ndarray), optional
         A previous result's ``optimizer_state``: training resumes with its moments and
-        step count (which also continues the learning-rate schedule).
+        step count (which also continues the learning-rate schedule), on a copy (the
+        given arrays are not modified; the estimators hand over their own state with
+        ``fastgd.plan.OwnedState``, trained in place).
     devices : int, "all" or a list of jax Devices, optional
         jax only: data-parallel training over several devices (a 1-D mesh; each batch's
         rows are sharded over it, the parameters replicated). Not together with
