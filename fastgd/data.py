@@ -66,29 +66,25 @@ def _is_finite_sum(a: np.ndarray) -> bool:
         return bool(np.isfinite(np.sum(map_row_ranges(rows_sum, a))))
 
 
-def all_finite(arr: np.ndarray) -> bool:
-    """Whether every entry of a real array (any shape) is finite: a finite float64 sum
-    proves it in one pass without a temporary; the entry-by-entry test only when the sum
-    is not (a NaN or inf, or huge finite values that overflow it)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum(dtype=np.float64)):
-            return True
-    return bool(np.isfinite(arr).all())
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every entry of a real array (any shape) is finite: a finite sum
+    (:func:`_is_finite_sum`, one pass without a temporary) proves it; the entry-by-entry
+    test runs only when the sum is not (a NaN or inf, or huge finite values that overflow
+    it)."""
+    if a.ndim > 0 and _is_finite_sum(a):
+        return True
+    return bool(np.isfinite(a).all())
 
 
 def _check_finite(name: str, a: np.ndarray) -> None:
-    """Raise naming the first non-finite entry of ``a`` (at least 1-D).
-
-    A finite sum (one cheap pass) proves there is none.
-    """
-    if _is_finite_sum(a):
+    """Raise naming the first non-finite entry of ``a`` (at least 1-D)."""
+    if all_finite(a):
         return
-    if not np.isfinite(a).all():
-        bad = np.argwhere(~np.isfinite(a))[0]
-        where = tuple(int(i) for i in bad)
-        raise ValueError(
-            f"{name} must be finite (no NaN or inf), found {a[where].item()!r} at index {where}"
-        )
+    bad = np.argwhere(~np.isfinite(a))[0]
+    where = tuple(int(i) for i in bad)
+    raise ValueError(
+        f"{name} must be finite (no NaN or inf), found {a[where].item()!r} at index {where}"
+    )
 
 
 def check_X(X: object, *, n_features: int | None = None, dtype=None) -> np.ndarray:
