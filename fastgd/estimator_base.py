@@ -37,6 +37,7 @@ from .specs import (
     invscaling,
     optimal,
     resolve_optimizer,
+    resolve_penalty,
 )
 
 #: scikit-learn SGD's ``MAX_DLOSS`` (sklearn/linear_model/_sgd_fast.pyx.tp): each sample's
@@ -256,8 +257,9 @@ class _GDBase(BaseEstimator):
         """The state ``partial_fit`` goes on from: scikit-learn starts its cumulative l1
         record (u and q, kept in the SGD optimizer's second slot) afresh at every call."""
         step, slots = self._state
-        if not isinstance(resolve_optimizer(self.optimizer), SGD) or self.penalty in (None, "l2"):
-            return step, slots  # no l1 term: the record stays 0
+        no_l1 = resolve_penalty(self.penalty, self.alpha, self.l1_ratio)[1] == 0.0
+        if no_l1 or not isinstance(resolve_optimizer(self.optimizer), SGD):
+            return step, slots  # without an l1 term the record stays 0
         if not (isinstance(slots, np.ndarray) and slots.flags.writeable):
             slots = np.array(slots, copy=True)
         slots[1] = 0.0  # the estimator's own state, replaced by this call's (no copy: with
