@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .jit import _JIT
+from .jit import _JIT, ERROR_MODEL
 from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss, _sign
 from .rows import _add_row, _predict, _prefetch_distance, _prefetch_row, _transpose_into
 
@@ -140,7 +140,7 @@ def _accumulate_rows(X, y, weight, w64, b, rows, lo, hi, loss_code, loss_param, 
     acc[d + 1] += loss_sum
 
 
-@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
+@njit(cache=True, nogil=True, error_model=ERROR_MODEL, fastmath={"contract", "arcp", "nsz"})
 def _add_rows(X, rows, lo, hi, dls, acc, loss_sum):
     """``acc[:d] += dls[0, k − lo]·X[rows[k]]`` for the positions ``lo <= k < hi``
     (position k is row k when ``rows`` is empty), four rows per pass over ``acc``; returns
@@ -275,23 +275,33 @@ def _batch_loss_grad(
             X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
             partial,
         )
-    ww = 0.0
-    aw = 0.0
-    for j in range(d):
-        total = 0.0
-        for blk in range(n_blocks):
-            total += partial[blk, j]
-        wj = w64[j]
-        grad[j] = total / m + l2 * wj + l1 * _sign(wj)
-        ww += wj * wj
-        aw += abs(wj)
-    dloss_sum = 0.0
-    loss_sum = 0.0
-    for blk in range(n_blocks):
-        dloss_sum += partial[blk, d]
-        loss_sum += partial[blk, d + 1]
-    grad[d] = dloss_sum / m if fit_intercept else 0.0
-    return loss_sum / m + (0.5 * l2 * ww + l1 * aw)
+    if n_blocks > 1:
+        _add_partials(partial, n_blocks, d + 2)
+    sums = partial[0]
+    penalty = 0.0
+    if l2 != 0.0 or l1 != 0.0:
+        ww = 0.0
+        aw = 0.0
+        for j in range(d):
+            wj = w64[j]
+            grad[j] = sums[j] / m + l2 * wj + l1 * _sign(wj)
+            ww += wj * wj
+            aw += abs(wj)
+        penalty = 0.5 * l2 * ww + l1 * aw
+    else:
+        for j in range(d):
+            grad[j] = sums[j] / m
+    grad[d] = sums[d] / m if fit_intercept else 0.0
+    return sums[d + 1] / m + penalty
+
+
+@njit(**_JIT)
+def _add_partials(partial, n_blocks: int, width: int) -> None:
+    """``partial[0, :width] += partial[blk, :width]`` for blk = 1 … n_blocks − 1, in
+    block order (each entry's sum is the one a loop over the blocks makes)."""
+    for blk in range(1, n_blocks):
+        for j in range(width):
+            partial[0, j] += partial[blk, j]
 
 
 # ------------------------------------------------------- gradients, K > 1 (matrix)

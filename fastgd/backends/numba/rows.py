@@ -15,7 +15,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .jit import _JIT
 
@@ -37,6 +37,9 @@ _NEAR_BYTES = 4096
 
 
 # ----------------------------------------------------------------- row gathering
+
+#: Bytes of a cache line.
+_LINE_BYTES = 64
 
 
 def _prefetch_code(locality: int):
@@ -82,20 +85,37 @@ def _prefetch_1d(typingctx, arr, i):
     return types.void(arr, types.intp), _emit_prefetch
 
 
+def _line_step(X) -> int:
+    """Elements of X in one cache line (at least 1): a compile-time constant in compiled
+    code (see its overload), so that a row's hints step by a known stride."""
+    return max(1, _LINE_BYTES // X.itemsize)
+
+
+@overload(_line_step, jit_options={"cache": True})
+def _line_step_constant(X):
+    step = max(1, _LINE_BYTES * 8 // X.dtype.bitwidth)
+    return lambda X: step
+
+
 @njit(**_JIT)
 def _prefetch_row(X, i):
-    """Prefetch every cache line of row ``i`` of X."""
+    """Prefetch every cache line of row ``i`` of X.
+
+    The stride is a compile-time constant (:func:`_line_step`): computed from
+    ``X.itemsize`` at run time, it cost two integer divisions a row, a large part of a
+    row's compute (per-sample SGD over 4,000 x 100 float64 rows, in cache: 54 -> 38 ns a
+    row with this and numpy's error model, ``jit.ERROR_MODEL``, together)."""
     d = X.shape[1]
-    for j in range(0, d, max(1, 64 // X.itemsize)):
+    for j in range(0, d, _line_step(X)):
         _prefetch(X, i, j)
     _prefetch(X, i, d - 1)
 
 
 @njit(**_JIT)
 def _prefetch_row_near(X, i):
-    """Bring every cache line of row ``i`` of X into L1."""
+    """Bring every cache line of row ``i`` of X into L1 (stride as in :func:`_prefetch_row`)."""
     d = X.shape[1]
-    for j in range(0, d, max(1, 64 // X.itemsize)):
+    for j in range(0, d, _line_step(X)):
         _prefetch_near(X, i, j)
     _prefetch_near(X, i, d - 1)
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .batches import _padded
-from .jit import _JIT
+from .jit import _JIT, ERROR_MODEL
 from .losses import _clip_dloss, _loss_and_dloss, _row_loss_and_dloss
 from .rows import (
     _dots,
@@ -561,7 +561,7 @@ def _groups_parallel(
             )
 
 
-@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
+@njit(cache=True, nogil=True, error_model=ERROR_MODEL, fastmath={"contract", "arcp", "nsz"})
 def _sum_group_steps(weight, order, start, t0, t1, l2, scales, losses, steps, slopes, acc):
     """The objectives of the steps ``t0 <= t < t1`` of :func:`_group_sgd_steps` from
     ``start``, added to ``acc[0]``, and the squared norm ``acc[1]`` after them: the sums of
