@@ -19,6 +19,8 @@ import fastgd
 from fastgd.specs import (
     LOSS_CODES,
     LOSS_MULTINOMIAL,
+    OPT_ADAM,
+    SCHED_CONSTANT,
     SGD,
     SIGNED_LABEL_LOSSES,
     Adam,
@@ -115,8 +117,38 @@ def test_every_kernel_is_cached_and_keeps_nan_checks():
         flags = kernel.targetoptions.get("fastmath", set())
         assert flags, f"{name} compiled without fastmath"
         assert not {"fast", "nnan", "ninf"} & set(flags), f"{name}: {flags}"
+        assert kernel.targetoptions.get("error_model") == "numpy", name
     assert kernels["_blocks_parallel"].targetoptions.get("parallel")
     assert kernels["_blocks_parallel_matrix"].targetoptions.get("parallel")
+
+
+def test_the_updates_divide_and_take_square_roots_in_vectors():
+    """numpy's error model (``jit._JIT``): with Python's, a check that raises
+    ZeroDivisionError sits in every division and keeps the loop scalar."""
+    import re
+
+    from fastgd.backends.numba.jit import _JIT
+    from fastgd.backends.numba.updates import _update_kernel
+
+    uncached = numba.njit(**{**_JIT, "cache": False})(_update_kernel.py_func)
+    theta, grad, slots = np.zeros(11), np.ones(11), np.zeros((3, 11))
+    uncached(theta, grad, slots, 1, 10, OPT_ADAM, np.array([0.9, 0.999, 1e-8, 0.0]),
+             SCHED_CONSTANT, np.array([1e-3, 0.0, 0.0, 0.0]))  # fmt: skip
+    asm = uncached.inspect_asm(uncached.signatures[0])
+    assert re.search(r"\bv?divpd\b", asm), "no packed division"
+    assert re.search(r"\bv?sqrtpd\b", asm), "no packed square root"
+
+
+def test_a_row_hint_steps_by_one_cache_line():
+    from fastgd.backends.numba.rows import _line_step
+
+    @numba.njit(cache=False)
+    def compiled(X):
+        return _line_step(X)
+
+    for dtype, step in ((np.float64, 8), (np.float32, 16)):
+        X = np.zeros((2, 3), dtype=dtype)
+        assert compiled(X) == _line_step(X) == step
 
 
 def test_one_entry_per_loss_family_and_loop():

@@ -7,6 +7,7 @@ import pytest
 import reference as ref
 from numba import uint64
 
+import fastgd._rows as _rows
 import fastgd.permutations as permutations_module
 from fastgd._permutations_jit import _below
 from fastgd.data import epoch_orders
@@ -46,6 +47,17 @@ def test_empty_shapes(compiled, monkeypatch):
     monkeypatch.setattr(permutations_module, "_COMPILED_FROM", 0 if compiled else 10**9)
     assert permutations(np.random.default_rng(0), 0, 2).shape == (2, 0)
     assert permutations(np.random.default_rng(0), 5, 0).shape == (0, 5)
+
+
+def test_epochs_drawn_on_several_threads_equal_the_reference(monkeypatch):
+    """The compiled draw splits the epochs across the row threads: three threads on
+    five epochs give each epoch the permutation of its own seed, as one thread does."""
+    monkeypatch.setattr(permutations_module, "_COMPILED_FROM", 0)
+    monkeypatch.setattr(permutations_module, "_PARALLEL_FROM_BYTES", 8)
+    monkeypatch.setattr(_rows, "usable_cpus", lambda: 3)
+    assert len(_rows.row_ranges(np.empty((5, 17), dtype=np.int64), 8)) == 3
+    orders = permutations(np.random.default_rng(11), 17, 5)
+    assert orders.tolist() == ref.shuffled_orders(11, 17, 5, True)
 
 
 def test_a_large_draw_equals_the_reference():
