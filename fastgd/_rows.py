@@ -5,7 +5,9 @@ is, are plain passes over memory. numpy releases the GIL while it sums or copies
 splitting such a pass by rows over one thread per core runs it at the machine's memory
 bandwidth instead of one core's: on a 2-core VM, the finite check of a 160 MB ``X`` takes
 7 ms instead of 11, its copy 19 ms instead of 28. Arrays under :data:`MIN_PARALLEL_BYTES`
-are done in the calling thread (threads would cost more than they save).
+are done in the calling thread (threads would cost more than they save). The epochs'
+orders are drawn on the same threads (:mod:`fastgd.permutations`), with a smaller share
+per thread: drawing them computes more per byte than a read.
 """
 
 from __future__ import annotations
