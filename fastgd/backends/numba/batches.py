@@ -333,6 +333,7 @@ def _batch_loss_grad(
         w64[j] = theta[j]
     b = np.float64(theta[d])
     n_blocks = _n_blocks(m, partial.shape[0])
+    sums = partial[0]  # block 0's sums, then (several blocks) all of them
     if n_blocks > 1 and m * d >= parallel_min_work:
         _blocks_parallel(
             X, y, weight, w64, b, rows, start, m, n_blocks, loss_code, loss_param, max_dloss,
@@ -344,7 +345,6 @@ def _batch_loss_grad(
             partial,
         )
     else:  # one block (a batch below 2 x _BLOCK_ROWS rows): no call layers in between
-        sums = partial[0]
         for j in range(d + 2):
             sums[j] = 0.0
         _accumulate_rows(
@@ -352,7 +352,6 @@ def _batch_loss_grad(
         )
     if n_blocks > 1:
         _add_partials(partial, n_blocks, d + 2)
-    sums = partial[0]
     penalty = 0.0
     if l2 != 0.0 or l1 != 0.0:
         ww = 0.0

@@ -18,8 +18,7 @@ from ...specs import (
     LOSS_CODES,
     LOSS_MULTINOMIAL,
     OPT_SGD,
-    SCHED_PA1,
-    SCHED_PA2,
+    PA_SCHEDULES,
     LoweredModel,
     LoweredOptimizer,
 )
@@ -156,7 +155,7 @@ def _training_loop(
     and the K outputs cut into more than one group (:func:`.sgd._output_groups`)."""
     if not per_sample:
         return LOOP_BATCHES
-    if opt.schedule_code in (SCHED_PA1, SCHED_PA2) or model.intercept_slope != 0.0:
+    if opt.schedule_code in PA_SCHEDULES or model.intercept_slope != 0.0:
         return LOOP_DENSE
     scaled = opt.params[0] == 0.0 and model.l1 == 0.0 and opt.average == 0
     if matrix and groups > 1 and scaled and model.loss_code != LOSS_MULTINOMIAL:
